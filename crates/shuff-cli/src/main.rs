@@ -1,0 +1,360 @@
+//! `shuff`: train fixed Huffman codebooks for tensor classes and measure them on real tensors.
+
+mod measure;
+mod tensors;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use measure::{measure, Sizes};
+use rayon::prelude::*;
+use regex::Regex;
+use serde::Serialize;
+use shuff::{CodebookSet, Layout, Rule, Trainer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tensors::{ClassMap, TensorFile};
+
+#[derive(Parser)]
+#[command(name = "shuff", version, about = "Single-stage Huffman compression of ML tensors with fixed, pre-trained codebooks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a codebook set from safetensors files, one file per batch/step, in order.
+    ///
+    /// Each class's codebook is the optimal length-limited Huffman code of the average of the
+    /// per-batch symbol distributions (the paper's rule). Several classes fill one set with repeated
+    /// `--class NAME --match REGEX` pairs; a tensor goes to the first class whose regex matches.
+    ///
+    /// Example: shuff train --layout exponent --class ffn1_act --match 'ffn1_act\.' \
+    ///              --class weight --match '\.weight\.' -o book.json step000.safetensors step001.safetensors
+    Train {
+        /// How element bytes become symbol streams: bytes (the paper's), planes, exponent.
+        #[arg(long, default_value = "bytes")]
+        layout: Layout,
+        /// Maximum code length in bits (≤ 16; default 12 for bytes, 16 for planes/exponent).
+        #[arg(long)]
+        max_len: Option<u32>,
+        /// Class name (repeatable; pairs with --match by position).
+        #[arg(long = "class", required = true)]
+        classes: Vec<String>,
+        /// Regex over tensor names selecting the class's tensors (repeatable).
+        #[arg(long = "match")]
+        matches: Vec<String>,
+        /// Combine batches by `average` (the paper's rule) or `ema:ALPHA`.
+        #[arg(long, default_value = "average")]
+        rule: String,
+        /// Name stored in the set.
+        #[arg(long, default_value = "shuff")]
+        name: String,
+        /// Output codebook set (JSON). `--binary` and `--c-header` write the other forms too.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the compact binary form here.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Also write a C header with codes and lengths here.
+        #[arg(long)]
+        c_header: Option<PathBuf>,
+        /// Input safetensors files, one per batch, in order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Measure a codebook set on tensors: per tensor, per class and in total, the Shannon bound,
+    /// each tensor's own Huffman code (with and without the cost of sending it) and the fixed
+    /// codebook, as compressibility (1 − coded bits / original bits).
+    ///
+    /// Tensors are assigned to classes by the regex each class was trained with (or `--class`).
+    Eval {
+        /// Codebook set (JSON or binary).
+        #[arg(long)]
+        book: PathBuf,
+        /// Only tensors whose name matches this regex.
+        #[arg(long = "match")]
+        filter: Option<String>,
+        /// Use this class for every tensor instead of the classes' own selectors.
+        #[arg(long)]
+        class: Option<String>,
+        /// Print only the per-class and total rows, not every tensor.
+        #[arg(long)]
+        summary: bool,
+        /// Machine-readable output (schema in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+        /// Input safetensors files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Convert a codebook set between its forms: JSON, compact binary, C header.
+    Export {
+        /// Codebook set (JSON or binary).
+        #[arg(long)]
+        book: PathBuf,
+        /// Output format: json, binary, c.
+        #[arg(long)]
+        format: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { layout, max_len, classes, matches, rule, name, output, binary, c_header, inputs } => {
+            let rule = parse_rule(&rule)?;
+            let map = ClassMap::from_args(&classes, &matches)?;
+            let max_len = max_len.unwrap_or(layout.default_max_len());
+            let set = train(&map, layout, max_len, rule, &name, &inputs)?;
+            write_atomic(&output, set.to_json().as_bytes())?;
+            if let Some(p) = binary {
+                write_atomic(&p, &set.to_bytes())?;
+            }
+            if let Some(p) = c_header {
+                write_atomic(&p, set.to_c_header().as_bytes())?;
+            }
+            for (name, c) in set.classes() {
+                let p = &c.provenance;
+                eprintln!(
+                    "{name}: {}/{} {} batches, {} symbols, entropy {} bits, expected code length {} bits, fingerprint {}",
+                    c.codebook.dtype(),
+                    c.codebook.layout(),
+                    p.batches,
+                    p.symbols,
+                    fmt_bits(&p.training_entropy_bits),
+                    fmt_bits(&p.expected_code_len_bits),
+                    c.codebook.fingerprint()
+                );
+            }
+            eprintln!("wrote {}", output.display());
+            Ok(())
+        }
+        Command::Eval { book, filter, class, summary, json, inputs } => {
+            let set = load_book(&book)?;
+            let filter = filter.map(|f| Regex::new(&f)).transpose().context("bad --match regex")?;
+            let report = eval(&set, filter.as_ref(), class.as_deref(), &inputs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_eval(&report, summary);
+            }
+            Ok(())
+        }
+        Command::Export { book, format, output } => {
+            let set = load_book(&book)?;
+            let bytes = match format.as_str() {
+                "json" => set.to_json().into_bytes(),
+                "binary" | "bin" => set.to_bytes(),
+                "c" | "h" => set.to_c_header().into_bytes(),
+                other => bail!("unknown --format `{other}` (json, binary, c)"),
+            };
+            write_atomic(&output, &bytes)
+        }
+    }
+}
+
+fn parse_rule(s: &str) -> Result<Rule> {
+    if s == "average" {
+        return Ok(Rule::Average);
+    }
+    if let Some(a) = s.strip_prefix("ema:") {
+        let a: f64 = a.parse().context("bad EMA weight")?;
+        if !(0.0..=1.0).contains(&a) {
+            bail!("EMA weight {a} is outside 0..=1");
+        }
+        return Ok(Rule::Ema(a));
+    }
+    bail!("unknown --rule `{s}` (average or ema:ALPHA)")
+}
+
+fn fmt_bits(v: &[f64]) -> String {
+    v.iter().map(|b| format!("{b:.3}")).collect::<Vec<_>>().join("/")
+}
+
+/// Loads a codebook set, JSON or binary by content.
+pub fn load_book(path: &Path) -> Result<CodebookSet> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading codebook {}", path.display()))?;
+    let set = if bytes.starts_with(b"SHCB") {
+        CodebookSet::from_bytes(&bytes)
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("codebook file is neither JSON nor binary"))?;
+        CodebookSet::from_json(text)
+    };
+    set.with_context(|| format!("loading codebook {}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so that a
+/// crash never leaves a half-written file under the real name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "));
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn train(map: &ClassMap, layout: Layout, max_len: u32, rule: Rule, name: &str, inputs: &[PathBuf]) -> Result<CodebookSet> {
+    let mut trainer = Trainer::new(max_len).with_rule(rule);
+    let pb = progress(inputs.len(), "train");
+    for (batch, path) in inputs.iter().enumerate() {
+        let file = TensorFile::open(path)?;
+        let tensors = file.tensors(None)?;
+        let assigned: Vec<_> = tensors.iter().filter_map(|t| map.class_of(&t.name).map(|c| (c, t))).collect();
+        let hists: Vec<_> = assigned
+            .par_iter()
+            .map(|(c, t)| {
+                shuff::stats::stream_histograms(t.dtype, layout, t.data)
+                    .map(|h| (*c, t.dtype, h))
+                    .with_context(|| format!("{}: tensor {}", file.path, t.name))
+            })
+            .collect::<Result<_>>()?;
+        for (class, dtype, h) in hists {
+            trainer.add_histograms(class, dtype, layout, batch as u64, &h, &file.short_name())?;
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut set = CodebookSet::new(name);
+    for (class, re) in &map.rules {
+        let (book, mut prov) = trainer.build_class(class).with_context(|| format!("class `{class}` matched no tensor"))?;
+        prov.selector = re.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default();
+        set.insert(class.clone(), book, prov);
+    }
+    Ok(set)
+}
+
+#[derive(Serialize)]
+struct TensorRow {
+    file: String,
+    name: String,
+    class: String,
+    dtype: String,
+    layout: String,
+    sizes: Sizes,
+    percent: measure::Percent,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    sizes: Sizes,
+    percent: measure::Percent,
+}
+
+#[derive(Serialize)]
+struct EvalReport {
+    book: String,
+    book_version: u32,
+    tensors: Vec<TensorRow>,
+    classes: BTreeMap<String, Summary>,
+    total: Summary,
+}
+
+fn summary(s: Sizes) -> Summary {
+    Summary { sizes: s, percent: s.percent() }
+}
+
+fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, inputs: &[PathBuf]) -> Result<EvalReport> {
+    let selectors: Vec<(String, Option<Regex>)> = match forced {
+        Some(c) => {
+            set.get(c).with_context(|| format!("class `{c}` is not in the codebook set"))?;
+            vec![(c.to_string(), None)]
+        }
+        None => set
+            .classes()
+            .map(|(n, c)| {
+                let sel = &c.provenance.selector;
+                let re = if sel.is_empty() { None } else { Some(Regex::new(sel).with_context(|| format!("class `{n}` has a bad selector")) ?) };
+                Ok((n.to_string(), re))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let map = ClassMap { rules: selectors };
+    let mut rows = Vec::new();
+    let pb = progress(inputs.len(), "eval");
+    for path in inputs {
+        let file = TensorFile::open(path)?;
+        let tensors = file.tensors(filter)?;
+        let mut part: Vec<TensorRow> = tensors
+            .par_iter()
+            .filter_map(|t| map.class_of(&t.name).map(|c| (c, t)))
+            .map(|(class, t)| {
+                let cb = set.get(class).expect("selectors come from the set");
+                let book = &cb.codebook;
+                if book.dtype() != t.dtype {
+                    bail!("tensor {} is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
+                }
+                let max_len = if cb.provenance.max_len > 0 { cb.provenance.max_len } else { book.max_len() };
+                let sizes = measure(book, t.data, max_len).with_context(|| format!("tensor {}", t.name))?;
+                Ok(TensorRow {
+                    file: file.short_name(),
+                    name: t.name.clone(),
+                    class: class.to_string(),
+                    dtype: t.dtype.to_string(),
+                    layout: book.layout().to_string(),
+                    percent: sizes.percent(),
+                    sizes,
+                })
+            })
+            .collect::<Result<_>>()?;
+        rows.append(&mut part);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if rows.is_empty() {
+        bail!("no tensor matched any class of the codebook set");
+    }
+    let mut classes: BTreeMap<String, Sizes> = BTreeMap::new();
+    let mut total = Sizes::default();
+    for r in &rows {
+        classes.entry(r.class.clone()).or_default().add(&r.sizes);
+        total.add(&r.sizes);
+    }
+    Ok(EvalReport {
+        book: set.name.clone(),
+        book_version: set.version,
+        tensors: rows,
+        classes: classes.into_iter().map(|(k, v)| (k, summary(v))).collect(),
+        total: summary(total),
+    })
+}
+
+fn print_eval(r: &EvalReport, summary_only: bool) {
+    println!(
+        "{:<40} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "tensor", "elements", "shannon", "huffman", "+code", "fixed", "fix-huf pp", "fix-sha pp"
+    );
+    let line = |name: &str, s: &Sizes| {
+        let p = s.percent();
+        println!(
+            "{:<40} {:>12} {:>8.2}% {:>8.2}% {:>8.2}% {:>8.2}% {:>+10.3} {:>+10.3}",
+            name, s.elements, p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp
+        );
+    };
+    if !summary_only {
+        for t in &r.tensors {
+            line(&format!("{}:{}", t.file, t.name), &t.sizes);
+        }
+        println!();
+    }
+    for (c, s) in &r.classes {
+        line(&format!("class {c}"), &s.sizes);
+    }
+    line("total", &r.total.sizes);
+}

@@ -1,0 +1,82 @@
+//! The numbers every report is made of: for a message, its size under the Shannon bound, under its
+//! own (three-stage) Huffman code with and without the cost of sending that code, and under a fixed
+//! codebook. `eval` and `analyze` both use this, so their numbers agree exactly.
+
+use serde::Serialize;
+use shuff::stats::{compressibility, stream_histograms};
+use shuff::train::{shannon_bits, three_stage};
+use shuff::Codebook;
+
+/// Sizes in bits of one message (or a sum of messages).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Sizes {
+    /// Messages summed.
+    pub messages: u64,
+    /// Tensor elements.
+    pub elements: u64,
+    /// Uncompressed size.
+    pub original_bits: u64,
+    /// Σ entropy × count over streams.
+    pub shannon_bits: f64,
+    /// Each message's own optimal code (same max length as the codebook), payload only.
+    pub huffman_bits: u64,
+    /// Bits spent sending those codes.
+    pub huffman_code_bits: u64,
+    /// Payload under the fixed codebook.
+    pub fixed_bits: u64,
+}
+
+/// Compressibility percentages (`100 × (1 − coded/original)`) of [`Sizes`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Percent {
+    pub shannon: f64,
+    pub huffman: f64,
+    pub huffman_with_code: f64,
+    pub fixed: f64,
+    /// `fixed − huffman`, percentage points (negative: the fixed codebook is worse).
+    pub fixed_vs_huffman_pp: f64,
+    /// `fixed − shannon`, percentage points.
+    pub fixed_vs_shannon_pp: f64,
+}
+
+impl Sizes {
+    pub fn add(&mut self, o: &Sizes) {
+        self.messages += o.messages;
+        self.elements += o.elements;
+        self.original_bits += o.original_bits;
+        self.shannon_bits += o.shannon_bits;
+        self.huffman_bits += o.huffman_bits;
+        self.huffman_code_bits += o.huffman_code_bits;
+        self.fixed_bits += o.fixed_bits;
+    }
+
+    pub fn percent(&self) -> Percent {
+        let o = self.original_bits as f64;
+        let pct = |bits: f64| 100.0 * compressibility(bits, o);
+        let (shannon, huffman, fixed) = (pct(self.shannon_bits), pct(self.huffman_bits as f64), pct(self.fixed_bits as f64));
+        Percent {
+            shannon,
+            huffman,
+            huffman_with_code: pct((self.huffman_bits + self.huffman_code_bits) as f64),
+            fixed,
+            fixed_vs_huffman_pp: fixed - huffman,
+            fixed_vs_shannon_pp: fixed - shannon,
+        }
+    }
+}
+
+/// Measures tensor bytes `data` against `book` (its dtype and layout), with per-message Huffman
+/// codes of at most `max_len` bits.
+pub fn measure(book: &Codebook, data: &[u8], max_len: u32) -> anyhow::Result<Sizes> {
+    let hists = stream_histograms(book.dtype(), book.layout(), data)?;
+    let three = three_stage(&hists, max_len)?;
+    Ok(Sizes {
+        messages: 1,
+        elements: (data.len() / book.dtype().size()) as u64,
+        original_bits: 8 * data.len() as u64,
+        shannon_bits: shannon_bits(&hists),
+        huffman_bits: three.payload_bits,
+        huffman_code_bits: 8 * three.code_bytes,
+        fixed_bits: book.coded_bits(&hists),
+    })
+}

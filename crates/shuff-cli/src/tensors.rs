@@ -1,0 +1,112 @@
+//! Reading tensors from safetensors files, and assigning them to classes.
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+use safetensors::{Dtype as StDtype, SafeTensors};
+use shuff::DType;
+use std::path::Path;
+
+/// A whole safetensors file in memory.
+pub struct TensorFile {
+    pub path: String,
+    bytes: Vec<u8>,
+}
+
+/// One tensor of a file, borrowed from it.
+pub struct TensorRef<'a> {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub data: &'a [u8],
+}
+
+/// Maps a safetensors dtype to ours; `None` for dtypes shuff does not code (ints wider than a
+/// byte, f64, bool).
+pub fn dtype_of(d: StDtype) -> Option<DType> {
+    Some(match d {
+        StDtype::BF16 => DType::Bf16,
+        StDtype::F16 => DType::F16,
+        StDtype::F32 => DType::F32,
+        StDtype::F8_E4M3 => DType::F8E4M3,
+        StDtype::F8_E5M2 => DType::F8E5M2,
+        StDtype::U8 | StDtype::I8 => DType::U8,
+        _ => return None,
+    })
+}
+
+/// The safetensors dtype a shuff dtype is written back as.
+pub fn st_dtype(d: DType) -> StDtype {
+    match d {
+        DType::Bf16 => StDtype::BF16,
+        DType::F16 => StDtype::F16,
+        DType::F32 => StDtype::F32,
+        DType::F8E4M3 => StDtype::F8_E4M3,
+        DType::F8E5M2 => StDtype::F8_E5M2,
+        DType::U8 => StDtype::U8,
+    }
+}
+
+impl TensorFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        Ok(TensorFile { path: path.display().to_string(), bytes })
+    }
+
+    /// File name without directories, for display.
+    pub fn short_name(&self) -> String {
+        Path::new(&self.path).file_name().map_or(self.path.clone(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// Tensors whose name matches `filter` (all if `None`), in file order (by offset), skipping
+    /// dtypes shuff does not code.
+    pub fn tensors(&self, filter: Option<&Regex>) -> Result<Vec<TensorRef<'_>>> {
+        let st = SafeTensors::deserialize(&self.bytes)?;
+        let mut out = Vec::new();
+        for (name, view) in st.tensors() {
+            if filter.is_some_and(|re| !re.is_match(&name)) {
+                continue;
+            }
+            let Some(dtype) = dtype_of(view.dtype()) else { continue };
+            let data: &[u8] = view.data();
+            // Borrow from our own buffer, not the temporary SafeTensors.
+            let start = data.as_ptr() as usize - self.bytes.as_ptr() as usize;
+            out.push(TensorRef { name, dtype, shape: view.shape().to_vec(), data: &self.bytes[start..start + data.len()] });
+        }
+        out.sort_by_key(|t| t.data.as_ptr() as usize);
+        Ok(out)
+    }
+}
+
+/// How tensors are assigned to classes: an ordered list of (class, regex); the first match wins.
+pub struct ClassMap {
+    pub rules: Vec<(String, Option<Regex>)>,
+}
+
+impl ClassMap {
+    /// Pairs `--class` names with `--match` regexes by position. One class with no regex takes
+    /// every tensor.
+    pub fn from_args(classes: &[String], matches: &[String]) -> Result<Self> {
+        if classes.is_empty() {
+            bail!("give at least one --class NAME");
+        }
+        if matches.len() > classes.len() || (classes.len() > 1 && matches.len() != classes.len()) {
+            bail!(
+                "give one --match REGEX per --class NAME ({} classes, {} matches); a single class may omit --match",
+                classes.len(),
+                matches.len()
+            );
+        }
+        let mut rules = Vec::new();
+        for (i, c) in classes.iter().enumerate() {
+            let re = matches.get(i).map(|m| Regex::new(m).with_context(|| format!("bad --match regex `{m}`"))).transpose()?;
+            rules.push((c.clone(), re));
+        }
+        Ok(ClassMap { rules })
+    }
+
+    /// The class of tensor `name`.
+    pub fn class_of(&self, name: &str) -> Option<&str> {
+        self.rules.iter().find(|(_, re)| re.as_ref().is_none_or(|re| re.is_match(name))).map(|(c, _)| c.as_str())
+    }
+}

@@ -1,0 +1,479 @@
+//! Codebooks: fixed per-stream Huffman codes with their encode and decode tables.
+//!
+//! A [`Codebook`] covers one dtype + layout: one [`StreamCode`] per symbol stream. Every one of the
+//! 256 symbols of every stream has a code, because a fixed codebook cannot add symbols later.
+//! Codebooks are immutable after construction and `Send + Sync`, so one `Arc<Codebook>` serves any
+//! number of threads.
+
+use crate::huffman::{self, canonical_codes, CodeError};
+use crate::stats::{Distribution, Histogram};
+use crate::{DType, Layout};
+use std::fmt;
+
+/// The longest code a codebook may hold. 16 keeps the compact form at 4 bits per length and lets an
+/// encoder append any code to a 64-bit accumulator that has at most 47 bits pending.
+pub const MAX_CODE_LEN: u32 = 16;
+
+/// The default maximum code length for `bytes` codebooks; see [`Layout::default_max_len`].
+pub const DEFAULT_MAX_LEN: u32 = 12;
+
+/// Probability floor for symbols never seen in training, as a weight on a `2^40` scale: small
+/// enough not to steal code space from real symbols beyond what the length limit forces, and > 0 so
+/// every symbol stays encodable.
+const WEIGHT_SCALE: f64 = (1u64 << 40) as f64;
+
+/// What is wrong with a set of code lengths, a codebook file, or a codebook request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CodebookError {
+    /// The number of streams does not match the layout.
+    #[error("{dtype}/{layout} needs {expected} stream code(s), found {found}")]
+    WrongStreamCount {
+        /// Element type.
+        dtype: DType,
+        /// Layout.
+        layout: Layout,
+        /// Streams the layout has.
+        expected: usize,
+        /// Streams given.
+        found: usize,
+    },
+    /// A stream does not have exactly 256 lengths.
+    #[error("stream {stream}: expected 256 code lengths, found {found}")]
+    WrongSymbolCount {
+        /// Stream index.
+        stream: usize,
+        /// Lengths given.
+        found: usize,
+    },
+    /// A symbol has no code (length 0); fixed codebooks must cover all 256 symbols.
+    #[error("stream {stream}: symbol {symbol} has no code (length 0); a fixed codebook must give every symbol a code")]
+    MissingCode {
+        /// Stream index.
+        stream: usize,
+        /// The symbol.
+        symbol: u8,
+    },
+    /// A code longer than [`MAX_CODE_LEN`].
+    #[error("stream {stream}: symbol {symbol} has a {len}-bit code, longer than the maximum {max}")]
+    TooLong {
+        /// Stream index.
+        stream: usize,
+        /// The symbol.
+        symbol: u8,
+        /// Its length.
+        len: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// Kraft sum below 1: some bit patterns decode to nothing.
+    #[error("stream {stream}: incomplete code (Kraft sum {kraft:.6} < 1): some bit patterns would decode to nothing")]
+    Incomplete {
+        /// Stream index.
+        stream: usize,
+        /// The Kraft sum.
+        kraft: f64,
+    },
+    /// Kraft sum above 1: not a prefix code.
+    #[error("stream {stream}: oversubscribed code (Kraft sum {kraft:.6} > 1): not a prefix code")]
+    Oversubscribed {
+        /// Stream index.
+        stream: usize,
+        /// The Kraft sum.
+        kraft: f64,
+    },
+    /// Code construction failed.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// The stored fingerprint does not match the lengths (the file was edited or damaged).
+    #[error("class `{class}`: stored fingerprint {stored} does not match its code lengths, which give {computed}")]
+    FingerprintMismatch {
+        /// Class name.
+        class: String,
+        /// Fingerprint in the file.
+        stored: Fingerprint,
+        /// Fingerprint computed from the lengths.
+        computed: Fingerprint,
+    },
+    /// Not a codebook file, or a damaged one.
+    #[error("malformed codebook file: {0}")]
+    Malformed(String),
+}
+
+/// A stable 64-bit hash identifying a code (FNV-1a over a versioned, canonical byte string).
+/// Frames carry fingerprints instead of codebooks, so decoders can tell a wrong codebook.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() != 16 {
+            return Err(format!("fingerprint `{s}` is not 16 hex digits"));
+        }
+        u64::from_str_radix(s, 16).map(Fingerprint).map_err(|_| format!("fingerprint `{s}` is not hex"))
+    }
+}
+
+/// FNV-1a, 64-bit. Chosen for being trivially stable across platforms and versions (we never
+/// change it; the format version is hashed in instead).
+pub(crate) struct Fnv1a(u64);
+
+impl Fnv1a {
+    pub(crate) fn new(domain: &[u8]) -> Self {
+        let mut h = Fnv1a(0xcbf2_9ce4_8422_2325);
+        h.write(domain);
+        h
+    }
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub(crate) fn finish(&self) -> Fingerprint {
+        Fingerprint(self.0)
+    }
+}
+
+/// The code of one symbol stream: lengths, canonical codes and the tables that make coding a lookup.
+#[derive(Clone)]
+pub struct StreamCode {
+    lengths: [u8; 256],
+    codes: [u16; 256],
+    encode: [u32; 256],
+    decode: Box<[u16]>,
+    table_bits: u32,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for StreamCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamCode")
+            .field("fingerprint", &self.fingerprint)
+            .field("max_len", &self.table_bits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for StreamCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.lengths == other.lengths
+    }
+}
+
+impl StreamCode {
+    /// Builds the code from complete lengths (validated by the caller).
+    fn build(lengths: [u8; 256], dtype: DType, layout: Layout, stream: usize) -> Self {
+        let canon = canonical_codes(&lengths);
+        let mut codes = [0u16; 256];
+        let mut encode = [0u32; 256];
+        let table_bits = u32::from(*lengths.iter().max().expect("256 lengths"));
+        let mut decode = vec![0u16; 1 << table_bits].into_boxed_slice();
+        for s in 0..256 {
+            let len = u32::from(lengths[s]);
+            codes[s] = canon[s] as u16;
+            // Bitstreams are LSB-first, so codes are stored bit-reversed: the first bit of the code
+            // is the lowest bit written, and the decoder can index its table with the low bits.
+            let rev = canon[s].reverse_bits() >> (32 - len);
+            encode[s] = rev | (len << 16);
+            let entry = s as u16 | ((len as u16) << 8);
+            for high in 0..(1u32 << (table_bits - len)) {
+                decode[(rev | (high << len)) as usize] = entry;
+            }
+        }
+        let mut h = Fnv1a::new(b"shuff/stream/1");
+        h.write(&[dtype.id(), layout.id(), stream as u8]);
+        h.write(&lengths);
+        StreamCode { lengths, codes, encode, decode, table_bits, fingerprint: h.finish() }
+    }
+
+    /// Code length of every symbol, in bits.
+    pub fn lengths(&self) -> &[u8; 256] {
+        &self.lengths
+    }
+
+    /// Canonical code of every symbol, MSB-first in the low `len` bits.
+    pub fn codes(&self) -> &[u16; 256] {
+        &self.codes
+    }
+
+    /// Encode table: for symbol `s`, the bit-reversed (LSB-first) code in bits 0..16 and its length
+    /// in bits 16..21.
+    #[inline]
+    pub fn encode_table(&self) -> &[u32; 256] {
+        &self.encode
+    }
+
+    /// Decode table with `2^max_len()` entries, indexed by the next `max_len()` bits of an LSB-first
+    /// stream: symbol in bits 0..8, code length in bits 8..13.
+    #[inline]
+    pub fn decode_table(&self) -> &[u16] {
+        &self.decode
+    }
+
+    /// The longest code in this stream (the decode table's index width).
+    pub fn max_len(&self) -> u32 {
+        self.table_bits
+    }
+
+    /// Stable hash of dtype, layout, stream index and lengths.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Whether every symbol has an 8-bit code: coding then cannot gain and a stream is best sent raw.
+    pub fn is_flat(&self) -> bool {
+        self.lengths.iter().all(|&l| l == 8)
+    }
+
+    /// Exact coded size in bits of symbols with histogram `h`.
+    pub fn coded_bits(&self, h: &Histogram) -> u64 {
+        h.coded_bits(&self.lengths)
+    }
+}
+
+/// Validates one stream's lengths: all 256 symbols have codes of 1..=MAX_CODE_LEN bits, Kraft sum 1.
+pub fn validate_lengths(stream: usize, lengths: &[u8]) -> Result<[u8; 256], CodebookError> {
+    let lengths: [u8; 256] =
+        lengths.try_into().map_err(|_| CodebookError::WrongSymbolCount { stream, found: lengths.len() })?;
+    for (s, &len) in lengths.iter().enumerate() {
+        if len == 0 {
+            return Err(CodebookError::MissingCode { stream, symbol: s as u8 });
+        }
+        if u32::from(len) > MAX_CODE_LEN {
+            return Err(CodebookError::TooLong { stream, symbol: s as u8, len: len.into(), max: MAX_CODE_LEN });
+        }
+    }
+    let kraft = huffman::kraft_sum(&lengths);
+    let one = 1u128 << 64;
+    let as_f64 = kraft as f64 / one as f64;
+    if kraft < one {
+        return Err(CodebookError::Incomplete { stream, kraft: as_f64 });
+    }
+    if kraft > one {
+        return Err(CodebookError::Oversubscribed { stream, kraft: as_f64 });
+    }
+    Ok(lengths)
+}
+
+/// Integer weights for code construction from a distribution, with every symbol floored to a
+/// weight of at least 1 so that it gets a code.
+pub fn floored_weights(d: &Distribution) -> [u64; 256] {
+    let mut w = [0u64; 256];
+    for (w, &p) in w.iter_mut().zip(d.p.iter()) {
+        *w = ((p * WEIGHT_SCALE).round() as u64).max(1);
+    }
+    w
+}
+
+/// A fixed code for every symbol stream of one dtype + layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Codebook {
+    dtype: DType,
+    layout: Layout,
+    streams: Vec<StreamCode>,
+    fingerprint: Fingerprint,
+}
+
+impl Codebook {
+    /// A codebook from explicit per-stream code lengths, validated: the stream count must match the
+    /// layout, and each stream must give all 256 symbols a code of at most [`MAX_CODE_LEN`] bits with
+    /// Kraft sum exactly 1.
+    pub fn from_lengths(dtype: DType, layout: Layout, lengths: &[Vec<u8>]) -> Result<Self, CodebookError> {
+        let expected = layout.stream_count(dtype);
+        if lengths.len() != expected {
+            return Err(CodebookError::WrongStreamCount { dtype, layout, expected, found: lengths.len() });
+        }
+        let mut streams = Vec::with_capacity(expected);
+        let mut h = Fnv1a::new(b"shuff/codebook/1");
+        h.write(&[dtype.id(), layout.id(), expected as u8]);
+        for (k, l) in lengths.iter().enumerate() {
+            let l = validate_lengths(k, l)?;
+            h.write(&l);
+            streams.push(StreamCode::build(l, dtype, layout, k));
+        }
+        Ok(Codebook { dtype, layout, streams, fingerprint: h.finish() })
+    }
+
+    /// The optimal codebook of at most `max_len`-bit codes for per-stream symbol distributions
+    /// `dists` (one per stream), every symbol floored so it keeps a code.
+    pub fn from_distributions(
+        dtype: DType,
+        layout: Layout,
+        dists: &[Distribution],
+        max_len: u32,
+    ) -> Result<Self, CodebookError> {
+        if max_len > MAX_CODE_LEN {
+            return Err(CodebookError::Code(CodeError::BadMaxLen(max_len)));
+        }
+        let lengths = dists
+            .iter()
+            .map(|d| huffman::limited_lengths(&floored_weights(d), max_len))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_lengths(dtype, layout, &lengths)
+    }
+
+    /// A codebook whose every code is 8 bits: coding with it is a copy. Useful as a neutral
+    /// candidate and for data of unknown statistics.
+    pub fn flat(dtype: DType, layout: Layout) -> Self {
+        Self::from_lengths(dtype, layout, &vec![vec![8u8; 256]; layout.stream_count(dtype)])
+            .expect("a flat code is complete")
+    }
+
+    /// Element type this codebook codes.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Layout this codebook codes.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Per-stream codes, in stream order.
+    pub fn streams(&self) -> &[StreamCode] {
+        &self.streams
+    }
+
+    /// Stable hash of dtype, layout and every stream's lengths.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The longest code over all streams.
+    pub fn max_len(&self) -> u32 {
+        self.streams.iter().map(StreamCode::max_len).max().unwrap_or(0)
+    }
+
+    /// Exact coded size in bits of a message with per-stream histograms `hists`.
+    pub fn coded_bits(&self, hists: &[Histogram]) -> u64 {
+        self.streams.iter().zip(hists).map(|(s, h)| s.coded_bits(h)).sum()
+    }
+
+    /// The same code with the exponent stream moved by `steps` exponent steps (symbol `x` gets the
+    /// code that symbol `x − steps·stride` had): fits a tensor whose scale is `2^steps` times the
+    /// training data's. Zero/subnormal and inf/NaN exponents keep their codes; the normal range
+    /// rotates, so the result is still complete. `None` where the layout has no exponent stream.
+    pub fn exponent_shifted(&self, steps: i32) -> Option<Codebook> {
+        let (e, stride) = self.layout.exponent_stream(self.dtype)?;
+        let stride = stride as i32;
+        let (lo, hi) = (stride, 256 - stride); // normal exponents occupy [lo, hi)
+        let span = hi - lo;
+        let old = self.streams[e].lengths;
+        let mut new = old;
+        for x in lo..hi {
+            let src = lo + (x - lo - steps * stride).rem_euclid(span);
+            new[x as usize] = old[src as usize];
+        }
+        let mut lengths: Vec<Vec<u8>> = self.streams.iter().map(|s| s.lengths.to_vec()).collect();
+        lengths[e] = new.to_vec();
+        Some(Codebook::from_lengths(self.dtype, self.layout, &lengths).expect("a permutation of a complete code is complete"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skewed() -> Distribution {
+        let mut h = Histogram::new();
+        for s in 0..40u64 {
+            h.counts[(100 + s) as usize] = 1 + (40 - s) * (40 - s) * 17;
+        }
+        h.distribution().unwrap()
+    }
+
+    #[test]
+    fn every_symbol_gets_a_code_even_unseen_ones() {
+        let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 12).unwrap();
+        let s = &book.streams()[0];
+        assert!(s.lengths().iter().all(|&l| (1..=12).contains(&l)));
+        assert!(huffman::is_complete(s.lengths()));
+        assert_eq!(s.decode_table().len(), 1 << s.max_len());
+    }
+
+    #[test]
+    fn decode_table_inverts_encode_table() {
+        let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 11).unwrap();
+        let s = &book.streams()[0];
+        for sym in 0..256usize {
+            let e = s.encode_table()[sym];
+            let (code, len) = (e & 0xffff, e >> 16);
+            assert_eq!(len, u32::from(s.lengths()[sym]));
+            // Any bits after the code must not change the decoded symbol.
+            for junk in [0u32, u32::MAX] {
+                let idx = (code | (junk << len)) & ((1 << s.max_len()) - 1);
+                let d = s.decode_table()[idx as usize];
+                assert_eq!((d & 0xff) as usize, sym);
+                assert_eq!(u32::from(d >> 8), len);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lengths_are_rejected_with_a_reason() {
+        let mut l = vec![8u8; 256];
+        assert!(Codebook::from_lengths(DType::U8, Layout::Bytes, &[l.clone()]).is_ok());
+        l[3] = 0;
+        let e = Codebook::from_lengths(DType::U8, Layout::Bytes, &[l.clone()]).unwrap_err();
+        assert_eq!(e, CodebookError::MissingCode { stream: 0, symbol: 3 });
+        l[3] = 9;
+        assert!(matches!(Codebook::from_lengths(DType::U8, Layout::Bytes, &[l.clone()]), Err(CodebookError::Incomplete { .. })));
+        l[3] = 7;
+        assert!(matches!(Codebook::from_lengths(DType::U8, Layout::Bytes, &[l.clone()]), Err(CodebookError::Oversubscribed { .. })));
+        l[3] = 17;
+        assert!(matches!(Codebook::from_lengths(DType::U8, Layout::Bytes, &[l.clone()]), Err(CodebookError::TooLong { len: 17, .. })));
+        assert!(matches!(Codebook::from_lengths(DType::Bf16, Layout::Planes, &[vec![8; 256]]), Err(CodebookError::WrongStreamCount { expected: 2, found: 1, .. })));
+        assert!(matches!(Codebook::from_lengths(DType::U8, Layout::Bytes, &[vec![8; 255]]), Err(CodebookError::WrongSymbolCount { found: 255, .. })));
+        let msg = CodebookError::MissingCode { stream: 1, symbol: 200 }.to_string();
+        assert!(msg.contains("symbol 200") && msg.contains("stream 1"), "{msg}");
+    }
+
+    #[test]
+    fn fingerprint_depends_on_dtype_layout_and_lengths() {
+        let a = Codebook::flat(DType::Bf16, Layout::Planes);
+        let b = Codebook::flat(DType::Bf16, Layout::Exponent);
+        let c = Codebook::flat(DType::F16, Layout::Planes);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_eq!(a.fingerprint(), Codebook::flat(DType::Bf16, Layout::Planes).fingerprint());
+        let d = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 12).unwrap();
+        assert_ne!(d.fingerprint(), Codebook::flat(DType::U8, Layout::Bytes).fingerprint());
+        let fp = d.fingerprint();
+        assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
+    }
+
+    #[test]
+    fn exponent_shift_moves_codes_and_keeps_specials() {
+        let mut h = Histogram::new();
+        for e in 120..130 {
+            h.counts[e] = 1000 - (e as u64 - 120) * 50;
+        }
+        h.counts[0] = 300;
+        let exp = h.distribution().unwrap();
+        let low = Distribution::uniform();
+        let book = Codebook::from_distributions(DType::Bf16, Layout::Exponent, &[low, exp], 12).unwrap();
+        let up = book.exponent_shifted(1).unwrap();
+        let e0 = book.streams()[1].lengths();
+        let e1 = up.streams()[1].lengths();
+        assert_eq!(e1[121], e0[120]);
+        assert_eq!(e1[0], e0[0]);
+        assert_eq!(e1[255], e0[255]);
+        assert_eq!(e1[1], e0[254]); // rotation wraps inside the normal range
+        assert_ne!(up.fingerprint(), book.fingerprint());
+        assert_eq!(book.exponent_shifted(0).unwrap(), book);
+        assert!(Codebook::flat(DType::Bf16, Layout::Bytes).exponent_shifted(1).is_none());
+    }
+
+    #[test]
+    fn codebooks_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Codebook>();
+    }
+}

@@ -1,0 +1,314 @@
+//! Layouts: how the bytes of a tensor become 8-bit symbol streams.
+//!
+//! * [`Layout::Bytes`]: the paper's layout. Every byte of the tensor, in memory order, is a symbol of
+//!   one stream coded with one codebook.
+//! * [`Layout::Planes`]: byte `k` of every element goes to stream `k` (so bf16 has a stream of low
+//!   bytes and a stream of high bytes), each stream with its own codebook.
+//! * [`Layout::Exponent`]: `Planes` after an exact bit rotation of each element that gathers the
+//!   exponent into one byte, so that the most skewed field gets a stream to itself:
+//!   - `bf16`: rotate-left-1 of the 16-bit word. High byte = the 8 exponent bits exactly; low byte =
+//!     7 mantissa bits followed by the sign.
+//!   - `f32`: rotate-left-1 of the 32-bit word. Byte 3 = the 8 exponent bits exactly; bytes 0–2 =
+//!     23 mantissa bits then the sign.
+//!   - `f16`: rotate-left-1 of the 16-bit word. High byte = the 5 exponent bits and the 3 leading
+//!     mantissa bits (an 8-bit symbol cannot hold the exponent alone without splitting another field;
+//!     the leading mantissa bits are the most skewed of the rest, so they ride with the exponent).
+//!   - one-byte types (`f8e4m3`, `f8e5m2`, `u8`): the element *is* the symbol; any bit permutation of
+//!     it only renames symbols and cannot change a Huffman code's length, so no transform is applied
+//!     and all three layouts coincide.
+//!
+//! Streams are laid out back to back in "symbol order" (`[stream 0][stream 1]…`, each stream one
+//! symbol per element; `Bytes` is a single stream of all bytes), which is what [`to_symbols`] writes
+//! and [`from_symbols`] reads. Both are exact inverses for every bit pattern, NaNs included.
+
+use crate::DType;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How element bytes become symbol streams; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// All bytes, one stream (the paper's).
+    Bytes,
+    /// Byte `k` of every element → stream `k`.
+    Planes,
+    /// Planes after a rotation that puts the exponent in one byte.
+    Exponent,
+}
+
+/// A tensor whose byte length is not a whole number of elements.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{len} bytes is not a whole number of {dtype} elements ({size} bytes each)")]
+pub struct MisalignedTensor {
+    /// Byte length given.
+    pub len: usize,
+    /// The dtype it was meant to hold.
+    pub dtype: DType,
+    /// That dtype's element size.
+    pub size: usize,
+}
+
+impl Layout {
+    /// Every layout, in the order of their wire ids.
+    pub const ALL: [Layout; 3] = [Layout::Bytes, Layout::Planes, Layout::Exponent];
+
+    /// Number of symbol streams a tensor of `dtype` is split into.
+    pub const fn stream_count(self, dtype: DType) -> usize {
+        match self {
+            Layout::Bytes => 1,
+            Layout::Planes | Layout::Exponent => dtype.size(),
+        }
+    }
+
+    /// Stable one-byte id used in binary formats.
+    pub const fn id(self) -> u8 {
+        match self {
+            Layout::Bytes => 0,
+            Layout::Planes => 1,
+            Layout::Exponent => 2,
+        }
+    }
+
+    /// Inverse of [`Layout::id`].
+    pub fn from_id(id: u8) -> Option<Layout> {
+        Layout::ALL.get(id as usize).copied()
+    }
+
+    /// The lowercase name used on the command line and in files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Layout::Bytes => "bytes",
+            Layout::Planes => "planes",
+            Layout::Exponent => "exponent",
+        }
+    }
+
+    /// The stream whose top bits are the exponent, and how many symbol values one exponent step
+    /// moves a symbol of it (`2^(bits below the exponent in that byte)`). `None` where no stream
+    /// starts with the exponent: every layout but `exponent` of the multi-byte floats (in one-byte
+    /// floats the sign sits above the exponent, so a scale change does not move symbols uniformly).
+    pub fn exponent_stream(self, dtype: DType) -> Option<(usize, u32)> {
+        match (self, dtype) {
+            (Layout::Exponent, DType::Bf16) => Some((1, 1)),
+            (Layout::Exponent, DType::F32) => Some((3, 1)),
+            (Layout::Exponent, DType::F16) => Some((1, 8)),
+            _ => None,
+        }
+    }
+
+    /// The default maximum code length of codebooks for this layout, chosen from measurement on
+    /// real MiniLM bf16 tensors (README, "Maximum code length"):
+    /// * `bytes`: 12. The stream mixes high and low bytes, so nearly every symbol occurs; 12 bits
+    ///   lose 0.008 pp against 16 and keep the decode table at 8 KiB (L1-resident).
+    /// * `planes`, `exponent`: 16. An exponent stream uses ~40 of 256 values, and the ~200 unseen
+    ///   ones still need codes: at 12 bits they take 5% of the code space and cost 0.48 pp of
+    ///   compressibility, at 16 bits 0.3% (≤ 0.04 pp). Decoders use a two-level table, so the long,
+    ///   rare codes do not enlarge the hot table.
+    pub const fn default_max_len(self) -> u32 {
+        match self {
+            Layout::Bytes => 12,
+            Layout::Planes | Layout::Exponent => 16,
+        }
+    }
+
+    /// Whether this layout transforms elements of `dtype` (false means symbol order is memory order
+    /// or a plain byte transpose).
+    const fn rotates(self, dtype: DType) -> bool {
+        matches!(self, Layout::Exponent) && dtype.size() > 1
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Layout::ALL
+            .iter()
+            .copied()
+            .find(|l| l.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown layout `{s}` (expected bytes, planes or exponent)"))
+    }
+}
+
+/// Checks that `len` bytes hold whole elements and returns the element count.
+pub fn element_count(dtype: DType, len: usize) -> Result<usize, MisalignedTensor> {
+    let size = dtype.size();
+    if len % size != 0 {
+        return Err(MisalignedTensor { len, dtype, size });
+    }
+    Ok(len / size)
+}
+
+/// Rewrites tensor bytes (`data`, little-endian elements) into symbol order in `out`
+/// (same length): the streams of `layout` back to back.
+pub fn to_symbols(dtype: DType, layout: Layout, data: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
+    let n = element_count(dtype, data.len())?;
+    assert_eq!(out.len(), data.len(), "to_symbols: output must be as long as the input");
+    let size = dtype.size();
+    if layout == Layout::Bytes || size == 1 {
+        out.copy_from_slice(data);
+        return Ok(());
+    }
+    let rotate = layout.rotates(dtype);
+    match size {
+        2 => {
+            let (lo, hi) = out.split_at_mut(n);
+            for (i, e) in data.chunks_exact(2).enumerate() {
+                let mut v = u16::from_le_bytes([e[0], e[1]]);
+                if rotate {
+                    v = v.rotate_left(1);
+                }
+                let [a, b] = v.to_le_bytes();
+                lo[i] = a;
+                hi[i] = b;
+            }
+        }
+        4 => {
+            for (i, e) in data.chunks_exact(4).enumerate() {
+                let mut v = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+                if rotate {
+                    v = v.rotate_left(1);
+                }
+                for (k, b) in v.to_le_bytes().into_iter().enumerate() {
+                    out[k * n + i] = b;
+                }
+            }
+        }
+        _ => unreachable!("element sizes are 1, 2 or 4"),
+    }
+    Ok(())
+}
+
+/// Inverse of [`to_symbols`]: rebuilds tensor bytes from symbol order.
+pub fn from_symbols(dtype: DType, layout: Layout, symbols: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
+    let n = element_count(dtype, symbols.len())?;
+    assert_eq!(out.len(), symbols.len(), "from_symbols: output must be as long as the input");
+    let size = dtype.size();
+    if layout == Layout::Bytes || size == 1 {
+        out.copy_from_slice(symbols);
+        return Ok(());
+    }
+    let rotate = layout.rotates(dtype);
+    match size {
+        2 => {
+            let (lo, hi) = symbols.split_at(n);
+            for (i, e) in out.chunks_exact_mut(2).enumerate() {
+                let mut v = u16::from_le_bytes([lo[i], hi[i]]);
+                if rotate {
+                    v = v.rotate_right(1);
+                }
+                e.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        4 => {
+            for (i, e) in out.chunks_exact_mut(4).enumerate() {
+                let mut v = u32::from_le_bytes([symbols[i], symbols[n + i], symbols[2 * n + i], symbols[3 * n + i]]);
+                if rotate {
+                    v = v.rotate_right(1);
+                }
+                e.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        _ => unreachable!("element sizes are 1, 2 or 4"),
+    }
+    Ok(())
+}
+
+/// Splits tensor bytes into owned streams (convenience over [`to_symbols`]).
+pub fn split_streams(dtype: DType, layout: Layout, data: &[u8]) -> Result<Vec<Vec<u8>>, MisalignedTensor> {
+    let mut sym = vec![0u8; data.len()];
+    to_symbols(dtype, layout, data, &mut sym)?;
+    let k = layout.stream_count(dtype);
+    let per = sym.len() / k;
+    Ok(if k == 1 { vec![sym] } else { sym.chunks(per.max(1)).map(<[u8]>::to_vec).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(dtype: DType, layout: Layout, data: &[u8]) {
+        let mut sym = vec![0; data.len()];
+        let mut back = vec![0; data.len()];
+        to_symbols(dtype, layout, data, &mut sym).unwrap();
+        from_symbols(dtype, layout, &sym, &mut back).unwrap();
+        assert_eq!(back, data, "{dtype} {layout}");
+    }
+
+    #[test]
+    fn every_16_bit_pattern_round_trips_in_every_layout() {
+        let data: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        for dtype in [DType::Bf16, DType::F16] {
+            for layout in Layout::ALL {
+                round_trip(dtype, layout, &data);
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_round_trips_for_one_byte_types() {
+        let data: Vec<u8> = (0..=255).collect();
+        for dtype in [DType::F8E4M3, DType::F8E5M2, DType::U8] {
+            for layout in Layout::ALL {
+                round_trip(dtype, layout, &data);
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_exponent_layout_puts_the_exact_exponent_in_the_high_stream() {
+        for bits in [0x3f80u16, 0xbf80, 0x0000, 0x8000, 0x7f80, 0xffff, 0x4049, 0x0001] {
+            let mut sym = [0u8; 2];
+            to_symbols(DType::Bf16, Layout::Exponent, &bits.to_le_bytes(), &mut sym).unwrap();
+            assert_eq!(sym[1], ((bits >> 7) & 0xff) as u8, "exponent of {bits:#06x}");
+            assert_eq!(sym[0] >> 1, (bits & 0x7f) as u8, "mantissa of {bits:#06x}");
+            assert_eq!(sym[0] & 1, (bits >> 15) as u8, "sign of {bits:#06x}");
+        }
+    }
+
+    #[test]
+    fn f32_exponent_layout_puts_the_exact_exponent_in_stream_3() {
+        for x in [1.0f32, -2.5, 1e-30, 3e38, 0.0, -0.0, f32::NAN, f32::INFINITY] {
+            let mut sym = [0u8; 4];
+            to_symbols(DType::F32, Layout::Exponent, &x.to_le_bytes(), &mut sym).unwrap();
+            assert_eq!(sym[3], ((x.to_bits() >> 23) & 0xff) as u8, "{x}");
+        }
+    }
+
+    #[test]
+    fn planes_transpose_bytes() {
+        let data = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let mut sym = [0u8; 8];
+        to_symbols(DType::F32, Layout::Planes, &data, &mut sym).unwrap();
+        assert_eq!(sym, [1, 5, 2, 6, 3, 7, 4, 8]);
+        let streams = split_streams(DType::Bf16, Layout::Planes, &data).unwrap();
+        assert_eq!(streams, vec![vec![1, 3, 5, 7], vec![2, 4, 6, 8]]);
+    }
+
+    #[test]
+    fn misaligned_input_is_an_error() {
+        let mut out = [0u8; 3];
+        let err = to_symbols(DType::F32, Layout::Planes, &[0; 3], &mut out).unwrap_err();
+        assert_eq!(err.len, 3);
+        assert!(err.to_string().contains("f32"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_f32_and_bf16_patterns_round_trip(words in proptest::collection::vec(proptest::num::u32::ANY, 0..300)) {
+            let data: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            for dtype in DType::ALL {
+                for layout in Layout::ALL {
+                    round_trip(dtype, layout, &data);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! # shuff — single-stage Huffman coding of ML tensors
+//!
+//! Tensors of one kind (weights, activations, gradients of one layer type) have nearly the same
+//! byte statistics across layers, shards and training steps. shuff builds a fixed [`Codebook`] per
+//! kind ("class") ahead of time, from the average distribution of earlier batches, so that
+//! compressing a message is a table lookup per symbol: no counting, no tree building, and no
+//! codebook inside the message.
+//!
+//! The pipeline, and the module for each step:
+//!
+//! ```text
+//! tensor bytes ─[layout]─▶ symbol streams ─[stats]─▶ distributions ─[huffman]─▶ code lengths
+//!                                                                          └─[codebook]─▶ Codebook
+//! ```
+//!
+//! ```
+//! use shuff::{Codebook, DType, Layout, stats::Histogram};
+//! // Train a one-stream codebook for bytes that are mostly small.
+//! let sample: Vec<u8> = (0..10_000u32).map(|i| (i % 7) as u8).collect();
+//! let dist = Histogram::of(&sample).distribution().unwrap();
+//! let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[dist], 12).unwrap();
+//! assert!(book.streams()[0].lengths().iter().all(|&l| l >= 1 && l <= 12));
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod codebook;
+pub mod dtype;
+pub mod huffman;
+pub mod layout;
+pub mod stats;
+
+pub use codebook::{Codebook, CodebookError, Fingerprint, StreamCode, DEFAULT_MAX_LEN, MAX_CODE_LEN};
+pub use dtype::DType;
+pub use layout::Layout;
+pub mod set;
+pub use set::{ClassBook, CodebookSet, Provenance};
+pub mod select;
+pub mod train;
+pub use train::{Rule, Trainer};

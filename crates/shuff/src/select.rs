@@ -1,0 +1,193 @@
+//! Choosing a codebook for a message, and watching for drift.
+//!
+//! Both work from a strided sample of the message's symbols so that they stay cheap enough for the
+//! send path: a stride of 16 reads 1/16 of the message.
+
+use crate::codebook::Codebook;
+use crate::layout::{self, MisalignedTensor};
+use crate::stats::{Distribution, Histogram};
+
+/// Histogram of every `stride`-th symbol of each stream of symbol-order data (see
+/// [`layout::to_symbols`]), scaled back to the stream's full length by the caller.
+fn sampled_histograms(book: &Codebook, symbols: &[u8], stride: usize) -> Vec<Histogram> {
+    let k = book.streams().len();
+    let per = symbols.len() / k;
+    (0..k)
+        .map(|s| {
+            let mut h = Histogram::new();
+            for &b in symbols[s * per..(s + 1) * per].iter().step_by(stride.max(1)) {
+                h.counts[b as usize] += 1;
+            }
+            h
+        })
+        .collect()
+}
+
+/// Estimated coded size in bits of a message (tensor bytes `data`) under `book`, from every
+/// `stride`-th symbol of each stream. `stride = 1` gives the exact size.
+pub fn estimate_bits(book: &Codebook, data: &[u8], stride: usize) -> Result<f64, MisalignedTensor> {
+    let mut symbols = vec![0u8; data.len()];
+    layout::to_symbols(book.dtype(), book.layout(), data, &mut symbols)?;
+    Ok(estimate_from_symbols(book, &symbols, stride))
+}
+
+fn estimate_from_symbols(book: &Codebook, symbols: &[u8], stride: usize) -> f64 {
+    let hists = sampled_histograms(book, symbols, stride);
+    let per = (symbols.len() / book.streams().len()) as f64;
+    book.streams()
+        .iter()
+        .zip(&hists)
+        .map(|(s, h)| {
+            let n = h.total();
+            if n == 0 {
+                0.0
+            } else {
+                s.coded_bits(h) as f64 * per / n as f64
+            }
+        })
+        .sum()
+}
+
+/// The candidate with the smallest estimated size for message `data`: `(index, estimated bits)`.
+/// All candidates must share a dtype and layout. `None` if there are no candidates.
+pub fn choose(candidates: &[&Codebook], data: &[u8], stride: usize) -> Result<Option<(usize, f64)>, MisalignedTensor> {
+    let Some(first) = candidates.first() else { return Ok(None) };
+    let mut symbols = vec![0u8; data.len()];
+    layout::to_symbols(first.dtype(), first.layout(), data, &mut symbols)?;
+    Ok(candidates
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            debug_assert_eq!((b.dtype(), b.layout()), (first.dtype(), first.layout()));
+            (i, estimate_from_symbols(b, &symbols, stride))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1)))
+}
+
+/// The exponent-shift family of a codebook: the same code moved by each of `steps` exponent steps
+/// (e.g. `[-1, 0, 1]`, chosen per message with 2 bits of header). Empty where the layout has no
+/// exponent stream.
+pub fn exponent_family(book: &Codebook, steps: &[i32]) -> Vec<Codebook> {
+    steps.iter().filter_map(|&s| book.exponent_shifted(s)).collect()
+}
+
+/// Result of one drift check.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DriftReport {
+    /// Entropy of the message estimated from the sample (Miller–Madow corrected), bits per symbol
+    /// (averaged over streams).
+    pub entropy_bits: f64,
+    /// Cost under the fixed codebook, bits per symbol (the cross-entropy against its code).
+    pub coded_bits: f64,
+    /// `coded_bits − entropy_bits`: what the fixed codebook costs beyond an ideal code for this
+    /// message (an upper bound on what refreshing the codebook could save).
+    pub excess_bits: f64,
+    /// The excess in percentage points of compressibility (`excess_bits / 8 × 100`).
+    pub excess_pp: f64,
+    /// Whether the excess passed the monitor's threshold.
+    pub flagged: bool,
+}
+
+/// Samples live messages and flags when the fixed codebook falls behind the data.
+#[derive(Clone, Copy, Debug)]
+pub struct DriftMonitor {
+    /// Flag when the excess exceeds this many percentage points of compressibility.
+    pub threshold_pp: f64,
+    /// Read every `stride`-th symbol.
+    pub stride: usize,
+}
+
+impl Default for DriftMonitor {
+    fn default() -> Self {
+        DriftMonitor { threshold_pp: 1.0, stride: 16 }
+    }
+}
+
+impl DriftMonitor {
+    /// Checks message `data` against `book`.
+    pub fn check(&self, book: &Codebook, data: &[u8]) -> Result<DriftReport, MisalignedTensor> {
+        let mut symbols = vec![0u8; data.len()];
+        layout::to_symbols(book.dtype(), book.layout(), data, &mut symbols)?;
+        let hists = sampled_histograms(book, &symbols, self.stride);
+        let (mut entropy, mut coded, mut n) = (0.0, 0.0, 0.0);
+        for (s, h) in book.streams().iter().zip(&hists) {
+            if let Some(d) = h.distribution() {
+                // Miller–Madow: the plug-in entropy of a sample is biased low by about
+                // (distinct − 1) / (2 N ln 2) bits; without the correction a sampled message would
+                // show excess against its own codebook.
+                let bias = (h.distinct() as f64 - 1.0) / (2.0 * h.total() as f64 * std::f64::consts::LN_2);
+                entropy += d.entropy() + bias;
+                coded += Distribution::expected_length(&d, s.lengths());
+                n += 1.0;
+            }
+        }
+        let (entropy_bits, coded_bits) = if n > 0.0 { (entropy / n, coded / n) } else { (0.0, 0.0) };
+        let excess_bits = coded_bits - entropy_bits;
+        let excess_pp = excess_bits / 8.0 * 100.0;
+        Ok(DriftReport { entropy_bits, coded_bits, excess_bits, excess_pp, flagged: excess_pp > self.threshold_pp })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Layout};
+
+    fn bf16(xs: impl Iterator<Item = f32>) -> Vec<u8> {
+        xs.flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()).collect()
+    }
+
+    fn gaussianish(scale: f32) -> Vec<u8> {
+        // Deterministic heavy-centred values: sums of a few uniforms.
+        let mut s = 12345u32;
+        bf16((0..20_000).map(move |_| {
+            let mut acc = 0.0f32;
+            for _ in 0..4 {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                acc += (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            }
+            acc * scale
+        }))
+    }
+
+    fn train(data: &[u8]) -> Codebook {
+        let h = crate::stats::stream_histograms(DType::Bf16, Layout::Exponent, data).unwrap();
+        let d: Vec<_> = h.iter().map(|h| h.distribution().unwrap()).collect();
+        Codebook::from_distributions(DType::Bf16, Layout::Exponent, &d, 12).unwrap()
+    }
+
+    #[test]
+    fn exact_estimate_equals_coded_size() {
+        let data = gaussianish(1.0);
+        let book = train(&data);
+        let h = crate::stats::stream_histograms(DType::Bf16, Layout::Exponent, &data).unwrap();
+        let exact = book.coded_bits(&h) as f64;
+        assert!((estimate_bits(&book, &data, 1).unwrap() - exact).abs() < 1e-6);
+        let est = estimate_bits(&book, &data, 16).unwrap();
+        assert!((est - exact).abs() / exact < 0.02, "{est} vs {exact}");
+    }
+
+    #[test]
+    fn shifted_family_picks_the_matching_scale() {
+        let book = train(&gaussianish(1.0));
+        let fam = exponent_family(&book, &[-1, 0, 1]);
+        assert_eq!(fam.len(), 3);
+        let refs: Vec<&Codebook> = fam.iter().collect();
+        let (i, _) = choose(&refs, &gaussianish(2.0), 8).unwrap().unwrap();
+        assert_eq!(i, 2, "a tensor at twice the scale wants the +1 shift");
+        let (i, _) = choose(&refs, &gaussianish(0.5), 8).unwrap().unwrap();
+        assert_eq!(i, 0);
+        assert!(choose(&[], &[], 8).unwrap().is_none());
+    }
+
+    #[test]
+    fn drift_monitor_flags_a_scale_change() {
+        let book = train(&gaussianish(1.0));
+        let m = DriftMonitor { threshold_pp: 1.0, stride: 4 };
+        // Another draw from the same distribution: only the Huffman code's own redundancy remains.
+        let same = m.check(&book, &gaussianish(1.0)[1000..]).unwrap();
+        assert!(!same.flagged && same.excess_pp < 1.0, "{same:?}");
+        let moved = m.check(&book, &gaussianish(16.0)).unwrap();
+        assert!(moved.flagged, "{moved:?}");
+    }
+}

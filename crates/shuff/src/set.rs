@@ -1,0 +1,510 @@
+//! [`CodebookSet`]: versioned, named classes → codebooks, with a readable JSON file format, a compact
+//! binary form for embedding, and a C header export for hardware and firmware users.
+//!
+//! JSON (`format: "shuff-codebooks"`, `format_version: 1`):
+//!
+//! ```json
+//! { "format": "shuff-codebooks", "format_version": 1, "name": "minilm", "version": 1,
+//!   "classes": { "ffn1_act": { "dtype": "bf16", "layout": "bytes", "version": 1,
+//!       "fingerprint": "9f3a…", "streams": [ { "fingerprint": "…", "lengths": [12, 11, …] } ],
+//!       "provenance": { "trained_on": ["step000.safetensors", …], "batches": 4, … } } } }
+//! ```
+//!
+//! Binary (little-endian; provenance is not kept): `"SHCB"`, u8 format version (1), u32 set
+//! version, u8 name length + name, u16 class count; per class: u8 name length + name, u8 dtype id,
+//! u8 layout id, u32 class version, u8 stream count, per stream 128 bytes of 4-bit `length − 1`
+//! (symbol `2i` in the low nibble of byte `i`), then the u64 codebook fingerprint as a check.
+
+use crate::codebook::{Codebook, CodebookError, Fingerprint};
+use crate::{DType, Layout};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Where a class's codebook came from, kept in the JSON file so a reader can judge it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// What it was trained on (file names, step names), in batch order.
+    pub trained_on: Vec<String>,
+    /// Number of batches averaged.
+    pub batches: usize,
+    /// Symbols seen in training, over all streams.
+    pub symbols: u64,
+    /// How batches were combined: `average` (the paper's rule) or `ema(α)`.
+    pub rule: String,
+    /// The maximum code length requested.
+    pub max_len: u32,
+    /// Per stream: entropy of the training distribution, bits per symbol.
+    pub training_entropy_bits: Vec<f64>,
+    /// Per stream: expected code length on the training distribution, bits per symbol.
+    pub expected_code_len_bits: Vec<f64>,
+    /// The program that made it.
+    pub created_by: String,
+    /// How this class's tensors were picked from the inputs (a regex over tensor names; empty for
+    /// all), so that later commands can assign tensors to classes the same way.
+    #[serde(default)]
+    pub selector: String,
+}
+
+/// One class of a set.
+#[derive(Clone, Debug)]
+pub struct ClassBook {
+    /// The code.
+    pub codebook: Arc<Codebook>,
+    /// Bumped each time the class gets a different code.
+    pub version: u32,
+    /// Where it came from.
+    pub provenance: Provenance,
+}
+
+/// Named classes → codebooks, versioned as a whole.
+#[derive(Clone, Debug, Default)]
+pub struct CodebookSet {
+    /// A name for the set (e.g. the model it was trained on).
+    pub name: String,
+    /// Bumped whenever any class changes.
+    pub version: u32,
+    classes: BTreeMap<String, ClassBook>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SetFile {
+    format: String,
+    format_version: u32,
+    name: String,
+    version: u32,
+    classes: BTreeMap<String, ClassFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClassFile {
+    dtype: DType,
+    layout: Layout,
+    version: u32,
+    fingerprint: String,
+    streams: Vec<StreamFile>,
+    #[serde(default)]
+    provenance: Provenance,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamFile {
+    fingerprint: String,
+    lengths: Vec<u8>,
+}
+
+const FORMAT: &str = "shuff-codebooks";
+const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 4] = b"SHCB";
+
+impl CodebookSet {
+    /// An empty set, version 1.
+    pub fn new(name: impl Into<String>) -> Self {
+        CodebookSet { name: name.into(), version: 1, classes: BTreeMap::new() }
+    }
+
+    /// Adds or replaces a class. Replacing it with a different code bumps the class's and the
+    /// set's version (a refreshed codebook also has a new fingerprint, since the lengths differ).
+    pub fn insert(&mut self, class: impl Into<String>, codebook: Codebook, provenance: Provenance) {
+        let class = class.into();
+        let version = match self.classes.get(&class) {
+            Some(old) if old.codebook.fingerprint() == codebook.fingerprint() => old.version,
+            Some(old) => {
+                self.version += 1;
+                old.version + 1
+            }
+            None => 1,
+        };
+        self.classes.insert(class, ClassBook { codebook: Arc::new(codebook), version, provenance });
+    }
+
+    /// The class named `class`.
+    pub fn get(&self, class: &str) -> Option<&ClassBook> {
+        self.classes.get(class)
+    }
+
+    /// The codebook of `class`, shared.
+    pub fn codebook(&self, class: &str) -> Option<Arc<Codebook>> {
+        self.classes.get(class).map(|c| Arc::clone(&c.codebook))
+    }
+
+    /// The class whose codebook has `fingerprint`.
+    pub fn find_fingerprint(&self, fingerprint: Fingerprint) -> Option<(&str, &ClassBook)> {
+        self.classes.iter().find(|(_, c)| c.codebook.fingerprint() == fingerprint).map(|(n, c)| (n.as_str(), c))
+    }
+
+    /// Class names, sorted.
+    pub fn class_names(&self) -> impl Iterator<Item = &str> {
+        self.classes.keys().map(String::as_str)
+    }
+
+    /// Classes, sorted by name.
+    pub fn classes(&self) -> impl Iterator<Item = (&str, &ClassBook)> {
+        self.classes.iter().map(|(n, c)| (n.as_str(), c))
+    }
+
+    /// Number of classes.
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Whether the set has no class.
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+
+    /// The readable JSON form (pretty-printed, lengths one stream per line).
+    pub fn to_json(&self) -> String {
+        let file = SetFile {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            name: self.name.clone(),
+            version: self.version,
+            classes: self
+                .classes
+                .iter()
+                .map(|(name, c)| {
+                    let streams = c
+                        .codebook
+                        .streams()
+                        .iter()
+                        .map(|s| StreamFile { fingerprint: s.fingerprint().to_string(), lengths: s.lengths().to_vec() })
+                        .collect();
+                    let cf = ClassFile {
+                        dtype: c.codebook.dtype(),
+                        layout: c.codebook.layout(),
+                        version: c.version,
+                        fingerprint: c.codebook.fingerprint().to_string(),
+                        streams,
+                        provenance: c.provenance.clone(),
+                    };
+                    (name.clone(), cf)
+                })
+                .collect(),
+        };
+        let pretty = serde_json::to_string_pretty(&file).expect("codebook sets always serialize");
+        compact_number_arrays(&pretty)
+    }
+
+    /// Parses and validates the JSON form. Every code is checked (complete, every symbol coded,
+    /// at most 16 bits) and every stored fingerprint must match the lengths.
+    pub fn from_json(text: &str) -> Result<Self, CodebookError> {
+        let file: SetFile = serde_json::from_str(text).map_err(|e| CodebookError::Malformed(e.to_string()))?;
+        if file.format != FORMAT {
+            return Err(CodebookError::Malformed(format!("`format` is `{}`, expected `{FORMAT}`", file.format)));
+        }
+        if file.format_version != FORMAT_VERSION {
+            return Err(CodebookError::Malformed(format!(
+                "format_version {} is not supported (this shuff reads version {FORMAT_VERSION})",
+                file.format_version
+            )));
+        }
+        let mut set = CodebookSet { name: file.name, version: file.version, classes: BTreeMap::new() };
+        for (name, c) in file.classes {
+            let lengths: Vec<Vec<u8>> = c.streams.iter().map(|s| s.lengths.clone()).collect();
+            let book = Codebook::from_lengths(c.dtype, c.layout, &lengths).map_err(|e| in_class(&name, e))?;
+            check_fingerprint(&name, &c.fingerprint, book.fingerprint())?;
+            for (k, (s, code)) in c.streams.iter().zip(book.streams()).enumerate() {
+                check_fingerprint(&format!("{name}` stream `{k}"), &s.fingerprint, code.fingerprint())?;
+            }
+            set.classes.insert(name, ClassBook { codebook: Arc::new(book), version: c.version, provenance: c.provenance });
+        }
+        Ok(set)
+    }
+
+    /// The compact binary form (no provenance).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT_VERSION as u8);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        push_name(&mut out, &self.name);
+        out.extend_from_slice(&(self.classes.len() as u16).to_le_bytes());
+        for (name, c) in &self.classes {
+            push_name(&mut out, name);
+            let b = &c.codebook;
+            out.extend_from_slice(&[b.dtype().id(), b.layout().id()]);
+            out.extend_from_slice(&c.version.to_le_bytes());
+            out.push(b.streams().len() as u8);
+            for s in b.streams() {
+                for pair in s.lengths().chunks_exact(2) {
+                    out.push((pair[0] - 1) | ((pair[1] - 1) << 4));
+                }
+            }
+            out.extend_from_slice(&b.fingerprint().0.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parses and validates the binary form. Never panics, whatever the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CodebookError> {
+        let mut r = ByteReader { bytes, pos: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(CodebookError::Malformed("not a binary codebook set (magic is not `SHCB`)".into()));
+        }
+        let v = r.u8()?;
+        if u32::from(v) != FORMAT_VERSION {
+            return Err(CodebookError::Malformed(format!("binary format version {v} is not supported")));
+        }
+        let version = r.u32()?;
+        let name = r.name()?;
+        let count = r.u16()?;
+        let mut set = CodebookSet { name, version, classes: BTreeMap::new() };
+        for _ in 0..count {
+            let class = r.name()?;
+            let dtype = DType::from_id(r.u8()?).ok_or_else(|| CodebookError::Malformed(format!("class `{class}`: unknown dtype id")))?;
+            let layout =
+                Layout::from_id(r.u8()?).ok_or_else(|| CodebookError::Malformed(format!("class `{class}`: unknown layout id")))?;
+            let cversion = r.u32()?;
+            let streams = r.u8()?;
+            let mut lengths = Vec::new();
+            for _ in 0..streams {
+                let packed = r.take(128)?;
+                lengths.push(packed.iter().flat_map(|&b| [(b & 15) + 1, (b >> 4) + 1]).collect::<Vec<u8>>());
+            }
+            let book = Codebook::from_lengths(dtype, layout, &lengths).map_err(|e| in_class(&class, e))?;
+            let stored = Fingerprint(u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")));
+            if stored != book.fingerprint() {
+                return Err(CodebookError::FingerprintMismatch { class, stored, computed: book.fingerprint() });
+            }
+            if set.classes.contains_key(&class) {
+                return Err(CodebookError::Malformed(format!("class `{class}` appears twice")));
+            }
+            set.classes.insert(class, ClassBook { codebook: Arc::new(book), version: cversion, provenance: Provenance::default() });
+        }
+        if r.pos != bytes.len() {
+            return Err(CodebookError::Malformed(format!("{} trailing bytes after the last class", bytes.len() - r.pos)));
+        }
+        Ok(set)
+    }
+
+    /// A C header with, per class, each stream's canonical codes (MSB-first) and lengths, and the
+    /// fingerprint, for hardware and firmware encoders.
+    pub fn to_c_header(&self) -> String {
+        let mut h = String::new();
+        let guard = format!("SHUFF_{}_H", c_ident(&self.name).to_uppercase());
+        let _ = writeln!(h, "/* shuff codebook set `{}` version {} — generated, do not edit.", self.name, self.version);
+        let _ = writeln!(h, " * Canonical Huffman codes: code[s] holds the code of symbol s MSB-first in its low len[s]");
+        let _ = writeln!(h, " * bits. shuff bitstreams are LSB-first: write the code's bits from its most significant");
+        let _ = writeln!(h, " * bit down, each into the next free low bit. */");
+        let _ = writeln!(h, "#ifndef {guard}\n#define {guard}\n#include <stdint.h>\n");
+        for (name, c) in &self.classes {
+            let id = c_ident(name);
+            let b = &c.codebook;
+            let n = b.streams().len();
+            let _ = writeln!(h, "/* class `{name}`: dtype {}, layout {}, {} stream(s) */", b.dtype(), b.layout(), n);
+            let _ = writeln!(h, "#define SHUFF_{}_FINGERPRINT 0x{}ULL", id.to_uppercase(), b.fingerprint());
+            let _ = writeln!(h, "#define SHUFF_{}_STREAMS {n}", id.to_uppercase());
+            let _ = writeln!(h, "#define SHUFF_{}_MAX_LEN {}", id.to_uppercase(), b.max_len());
+            for (table, ty) in [("code", "uint16_t"), ("len", "uint8_t")] {
+                let _ = writeln!(h, "static const {ty} shuff_{id}_{table}[{n}][256] = {{");
+                for s in b.streams() {
+                    let vals: Vec<String> = (0..256)
+                        .map(|i| if table == "code" { format!("0x{:04x}", s.codes()[i]) } else { s.lengths()[i].to_string() })
+                        .collect();
+                    let _ = writeln!(h, "  {{");
+                    for row in vals.chunks(16) {
+                        let _ = writeln!(h, "    {},", row.join(", "));
+                    }
+                    let _ = writeln!(h, "  }},");
+                }
+                let _ = writeln!(h, "}};");
+            }
+            h.push('\n');
+        }
+        let _ = writeln!(h, "#endif /* {guard} */");
+        h
+    }
+}
+
+fn in_class(class: &str, e: CodebookError) -> CodebookError {
+    match e {
+        CodebookError::Malformed(m) => CodebookError::Malformed(format!("class `{class}`: {m}")),
+        other => CodebookError::Malformed(format!("class `{class}`: {other}")),
+    }
+}
+
+fn check_fingerprint(what: &str, stored: &str, computed: Fingerprint) -> Result<(), CodebookError> {
+    let parsed: Fingerprint = stored.parse().map_err(|e| CodebookError::Malformed(format!("`{what}`: {e}")))?;
+    if parsed != computed {
+        return Err(CodebookError::FingerprintMismatch { class: what.to_string(), stored: parsed, computed });
+    }
+    Ok(())
+}
+
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    let b = name.as_bytes();
+    let n = b.len().min(255);
+    out.push(n as u8);
+    out.extend_from_slice(&b[..n]);
+}
+
+fn c_ident(s: &str) -> String {
+    let id: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if id.starts_with(|c: char| c.is_ascii_digit()) || id.is_empty() {
+        format!("_{id}")
+    } else {
+        id
+    }
+}
+
+/// Puts every array of plain numbers on one line: 256 lengths one per line is unreadable.
+fn compact_number_arrays(pretty: &str) -> String {
+    let mut out = String::with_capacity(pretty.len());
+    let mut lines = pretty.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_end().ends_with('[') {
+            let mut items = Vec::new();
+            let mut closing = None;
+            let mut lookahead = lines.clone();
+            for l in lookahead.by_ref() {
+                let t = l.trim();
+                if t.starts_with(']') {
+                    closing = Some(t.to_string());
+                    break;
+                }
+                let item = t.trim_end_matches(',');
+                if item.parse::<f64>().is_err() {
+                    break;
+                }
+                items.push(item.to_string());
+            }
+            if let (Some(close), false) = (closing, items.is_empty()) {
+                for _ in 0..=items.len() {
+                    lines.next();
+                }
+                out.push_str(line.trim_end());
+                out.push_str(&items.join(", "));
+                out.push_str(&close);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+struct ByteReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodebookError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
+            CodebookError::Malformed(format!("truncated: needed {n} bytes at offset {}, have {}", self.pos, self.bytes.len()))
+        })?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, CodebookError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, CodebookError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, CodebookError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn name(&mut self) -> Result<String, CodebookError> {
+        let n = self.u8()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CodebookError::Malformed("a name is not UTF-8".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Histogram;
+
+    fn sample_set() -> CodebookSet {
+        let mut set = CodebookSet::new("test");
+        let data: Vec<u8> = (0..5000u32).map(|i| ((i * i) % 37) as u8).collect();
+        let d = Histogram::of(&data).distribution().unwrap();
+        let b = Codebook::from_distributions(DType::Bf16, Layout::Planes, &[d.clone(), d], 12).unwrap();
+        set.insert("weight", b, Provenance { trained_on: vec!["a".into()], batches: 1, ..Default::default() });
+        set.insert("raw", Codebook::flat(DType::U8, Layout::Bytes), Provenance::default());
+        set
+    }
+
+    #[test]
+    fn json_round_trips_and_is_readable() {
+        let set = sample_set();
+        let json = set.to_json();
+        assert!(json.contains("\"lengths\": ["), "{json}");
+        assert!(json.lines().count() < 120, "lengths should be one line per stream");
+        let back = CodebookSet::from_json(&json).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.codebook("weight").unwrap().fingerprint(), set.codebook("weight").unwrap().fingerprint());
+        assert_eq!(back.get("weight").unwrap().provenance.trained_on, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn binary_round_trips_within_160_bytes_per_stream() {
+        let set = sample_set();
+        let bytes = set.to_bytes();
+        let back = CodebookSet::from_bytes(&bytes).unwrap();
+        assert_eq!(back.codebook("weight").unwrap().fingerprint(), set.codebook("weight").unwrap().fingerprint());
+        // 3 streams in all: header + names + 3×128 + per-class overhead.
+        assert!(bytes.len() <= 3 * 160, "{} bytes", bytes.len());
+        for cut in 0..bytes.len() {
+            assert!(CodebookSet::from_bytes(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn damaged_files_give_reasons() {
+        let json = sample_set().to_json();
+        // An over-long code.
+        let bad = json.replacen("\"lengths\": [", "\"lengths\": [17, ", 1);
+        let e = CodebookSet::from_json(&bad).unwrap_err().to_string();
+        assert!(e.contains("257") || e.contains("expected 256"), "{e}");
+        // A symbol without a code.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut v2 = v.clone();
+        v2["classes"]["raw"]["streams"][0]["lengths"][5] = 0.into();
+        let e = CodebookSet::from_json(&v2.to_string()).unwrap_err().to_string();
+        assert!(e.contains("symbol 5 has no code"), "{e}");
+        let mut v3 = v.clone();
+        v3["classes"]["raw"]["streams"][0]["lengths"][5] = 9.into();
+        let e = CodebookSet::from_json(&v3.to_string()).unwrap_err().to_string();
+        assert!(e.contains("incomplete"), "{e}");
+        let mut v4 = v.clone();
+        v4["classes"]["raw"]["streams"][0]["lengths"][5] = 20.into();
+        let e = CodebookSet::from_json(&v4.to_string()).unwrap_err().to_string();
+        assert!(e.contains("longer than the maximum 16"), "{e}");
+        let mut v5 = v.clone();
+        v5["classes"]["raw"]["fingerprint"] = "0000000000000000".into();
+        let e = CodebookSet::from_json(&v5.to_string()).unwrap_err();
+        assert!(matches!(e, CodebookError::FingerprintMismatch { .. }), "{e}");
+        let mut v6 = v;
+        v6["format_version"] = 9.into();
+        assert!(CodebookSet::from_json(&v6.to_string()).unwrap_err().to_string().contains("format_version 9"));
+        assert!(CodebookSet::from_json("{").is_err());
+        assert!(CodebookSet::from_bytes(b"NOPE").unwrap_err().to_string().contains("magic"));
+    }
+
+    #[test]
+    fn refresh_bumps_versions_only_when_the_code_changes() {
+        let mut set = sample_set();
+        assert_eq!(set.version, 1);
+        set.insert("raw", Codebook::flat(DType::U8, Layout::Bytes), Provenance::default());
+        assert_eq!((set.version, set.get("raw").unwrap().version), (1, 1));
+        let d = Histogram::of(b"aaaabbc").distribution().unwrap();
+        set.insert("raw", Codebook::from_distributions(DType::U8, Layout::Bytes, &[d], 12).unwrap(), Provenance::default());
+        assert_eq!((set.version, set.get("raw").unwrap().version), (2, 2));
+    }
+
+    #[test]
+    fn c_header_lists_codes_and_lengths() {
+        let h = sample_set().to_c_header();
+        assert!(h.contains("static const uint16_t shuff_weight_code[2][256]"));
+        assert!(h.contains("static const uint8_t shuff_raw_len[1][256]"));
+        assert!(h.contains("SHUFF_WEIGHT_FINGERPRINT 0x"));
+        assert_eq!(h.matches("  {").count(), 6);
+    }
+}
