@@ -82,6 +82,10 @@ enum Command {
         /// Print only the per-class and total rows, not every tensor.
         #[arg(long)]
         summary: bool,
+        /// Also measure the exponent-shift family: per tensor, the best of the class codebook moved
+        /// by −1, 0, +1 exponent steps, picked from a 1/17 sample (exponent layout only).
+        #[arg(long)]
+        shift_family: bool,
         /// Machine-readable output (schema in docs/CLI.md).
         #[arg(long)]
         json: bool,
@@ -140,14 +144,14 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", output.display());
             Ok(())
         }
-        Command::Eval { book, filter, class, summary, json, inputs } => {
+        Command::Eval { book, filter, class, summary, shift_family, json, inputs } => {
             let set = load_book(&book)?;
             let filter = filter.map(|f| Regex::new(&f)).transpose().context("bad --match regex")?;
-            let report = eval(&set, filter.as_ref(), class.as_deref(), &inputs)?;
+            let report = eval(&set, filter.as_ref(), class.as_deref(), shift_family, &inputs)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print_eval(&report, summary);
+                print_eval(&report, summary, shift_family);
             }
             Ok(())
         }
@@ -270,7 +274,11 @@ fn summary(s: Sizes) -> Summary {
     Summary { sizes: s, percent: s.percent() }
 }
 
-fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, inputs: &[PathBuf]) -> Result<EvalReport> {
+fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_family: bool, inputs: &[PathBuf]) -> Result<EvalReport> {
+    let families: BTreeMap<&str, Vec<shuff::Codebook>> = set
+        .classes()
+        .map(|(n, c)| (n, if shift_family { shuff::select::exponent_family(&c.codebook, &[-1, 0, 1]) } else { Vec::new() }))
+        .collect();
     let selectors: Vec<(String, Option<Regex>)> = match forced {
         Some(c) => {
             set.get(c).with_context(|| format!("class `{c}` is not in the codebook set"))?;
@@ -301,7 +309,8 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, inputs:
                     bail!("tensor {} is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
                 }
                 let max_len = if cb.provenance.max_len > 0 { cb.provenance.max_len } else { book.max_len() };
-                let sizes = measure(book, t.data, max_len).with_context(|| format!("tensor {}", t.name))?;
+                let family = families.get(class).map(Vec::as_slice);
+                let sizes = measure(book, t.data, max_len, family).with_context(|| format!("tensor {}", t.name))?;
                 Ok(TensorRow {
                     file: file.short_name(),
                     name: t.name.clone(),
@@ -335,17 +344,22 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, inputs:
     })
 }
 
-fn print_eval(r: &EvalReport, summary_only: bool) {
-    println!(
+fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
+    print!(
         "{:<40} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
         "tensor", "elements", "shannon", "huffman", "+code", "fixed", "fix-huf pp", "fix-sha pp"
     );
+    println!("{}", if shift { format!(" {:>9} {:>10} {:>8}", "shift±1", "shf-huf pp", "est.err") } else { String::new() });
     let line = |name: &str, s: &Sizes| {
         let p = s.percent();
-        println!(
+        print!(
             "{:<40} {:>12} {:>8.2}% {:>8.2}% {:>8.2}% {:>8.2}% {:>+10.3} {:>+10.3}",
             name, s.elements, p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp
         );
+        if shift {
+            print!(" {:>8.2}% {:>+10.3} {:>7.3}%", p.shift_family, p.shift_family - p.huffman, p.estimate_error);
+        }
+        println!();
     };
     if !summary_only {
         for t in &r.tensors {

@@ -1,7 +1,10 @@
 //! Choosing a codebook for a message, and watching for drift.
 //!
 //! Both work from a strided sample of the message's symbols so that they stay cheap enough for the
-//! send path: a stride of 16 reads 1/16 of the message.
+//! send path: a stride of 17 reads 1/17 of the message. Use a stride coprime to the tensor's row
+//! width (a prime such as 17): a stride that divides it samples the same columns of every row, and
+//! activations have per-channel scales, so such a sample is biased (2% size error at stride 16 on
+//! MiniLM FFN1 activations, 0.2% at 17).
 
 use crate::codebook::Codebook;
 use crate::layout::{self, MisalignedTensor};
@@ -99,7 +102,7 @@ pub struct DriftMonitor {
 
 impl Default for DriftMonitor {
     fn default() -> Self {
-        DriftMonitor { threshold_pp: 1.0, stride: 16 }
+        DriftMonitor { threshold_pp: 1.0, stride: 17 }
     }
 }
 
