@@ -141,14 +141,33 @@ impl Fnv1a {
     }
 }
 
+/// Index width of the primary decode table: 4096 entries of 2 bytes (8 KiB, L1-resident). Codes up
+/// to this long decode with one lookup; longer (rare, by construction) codes take a slow path.
+pub const DECODE_TABLE_BITS: u32 = 12;
+
+/// Canonical decoding for codes longer than [`DECODE_TABLE_BITS`].
+#[derive(Clone)]
+struct LongCodes {
+    /// First canonical code of each length, MSB-first.
+    first: [u32; 17],
+    /// Number of codes of each length.
+    count: [u32; 17],
+    /// Index into `sorted` of the first symbol of each length.
+    offset: [u32; 17],
+    /// Symbols with a code, ordered by (length, symbol).
+    sorted: [u8; 256],
+    max_len: u32,
+}
+
 /// The code of one symbol stream: lengths, canonical codes and the tables that make coding a lookup.
 #[derive(Clone)]
 pub struct StreamCode {
     lengths: [u8; 256],
     codes: [u16; 256],
     encode: [u32; 256],
-    decode: Box<[u16]>,
-    table_bits: u32,
+    decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
+    long: LongCodes,
+    max_len: u32,
     fingerprint: Fingerprint,
 }
 
@@ -156,7 +175,7 @@ impl fmt::Debug for StreamCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamCode")
             .field("fingerprint", &self.fingerprint)
-            .field("max_len", &self.table_bits)
+            .field("max_len", &self.max_len)
             .finish_non_exhaustive()
     }
 }
@@ -168,29 +187,52 @@ impl PartialEq for StreamCode {
 }
 
 impl StreamCode {
-    /// Builds the code from complete lengths (validated by the caller).
-    fn build(lengths: [u8; 256], dtype: DType, layout: Layout, stream: usize) -> Self {
+    /// Builds the tables for `lengths` (each ≤ [`MAX_CODE_LEN`], Kraft sum ≤ 1, checked by the
+    /// caller). A length of 0 means the symbol has no code (only per-message three-stage codes have
+    /// such symbols); bit patterns that start no code decode to an error.
+    pub(crate) fn build(lengths: [u8; 256], fingerprint: Fingerprint) -> Self {
         let canon = canonical_codes(&lengths);
         let mut codes = [0u16; 256];
         let mut encode = [0u32; 256];
-        let table_bits = u32::from(*lengths.iter().max().expect("256 lengths"));
-        let mut decode = vec![0u16; 1 << table_bits].into_boxed_slice();
+        let max_len = u32::from(*lengths.iter().max().expect("256 lengths"));
+        let mut decode = Box::new([0u16; 1 << DECODE_TABLE_BITS]);
+        let mut long = LongCodes { first: [0; 17], count: [0; 17], offset: [0; 17], sorted: [0; 256], max_len };
         for s in 0..256 {
             let len = u32::from(lengths[s]);
+            if len == 0 {
+                continue;
+            }
             codes[s] = canon[s] as u16;
             // Bitstreams are LSB-first, so codes are stored bit-reversed: the first bit of the code
             // is the lowest bit written, and the decoder can index its table with the low bits.
             let rev = canon[s].reverse_bits() >> (32 - len);
             encode[s] = rev | (len << 16);
-            let entry = s as u16 | ((len as u16) << 8);
-            for high in 0..(1u32 << (table_bits - len)) {
-                decode[(rev | (high << len)) as usize] = entry;
+            long.count[len as usize] += 1;
+            if len <= DECODE_TABLE_BITS {
+                let entry = s as u16 | ((len as u16) << 8);
+                for high in 0..(1u32 << (DECODE_TABLE_BITS - len)) {
+                    decode[(rev | (high << len)) as usize] = entry;
+                }
             }
         }
-        let mut h = Fnv1a::new(b"shuff/stream/1");
-        h.write(&[dtype.id(), layout.id(), stream as u8]);
-        h.write(&lengths);
-        StreamCode { lengths, codes, encode, decode, table_bits, fingerprint: h.finish() }
+        // Entries left at 0 (length 0) send the decoder to `decode_long`.
+        let mut next = 0u32;
+        for len in 1..=16usize {
+            long.offset[len] = next;
+            next += long.count[len];
+        }
+        let mut fill = long.offset;
+        for s in 0..256 {
+            let len = lengths[s] as usize;
+            if len > 0 {
+                long.sorted[fill[len] as usize] = s as u8;
+                fill[len] += 1;
+                if long.count[len] > 0 && fill[len] == long.offset[len] + 1 {
+                    long.first[len] = canon[s];
+                }
+            }
+        }
+        StreamCode { lengths, codes, encode, decode, long, max_len, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -210,16 +252,34 @@ impl StreamCode {
         &self.encode
     }
 
-    /// Decode table with `2^max_len()` entries, indexed by the next `max_len()` bits of an LSB-first
-    /// stream: symbol in bits 0..8, code length in bits 8..13.
+    /// Primary decode table, indexed by the next [`DECODE_TABLE_BITS`] bits of an LSB-first stream:
+    /// symbol in bits 0..8, code length in bits 8..13; length 0 marks a longer code (see
+    /// [`StreamCode::decode_long`]) or, in a partial code, a pattern that starts no code.
     #[inline]
-    pub fn decode_table(&self) -> &[u16] {
+    pub fn decode_table(&self) -> &[u16; 1 << DECODE_TABLE_BITS] {
         &self.decode
     }
 
-    /// The longest code in this stream (the decode table's index width).
+    /// Decodes a code longer than [`DECODE_TABLE_BITS`] from the low bits of `bits` (LSB-first):
+    /// `(symbol, length)`, or `None` if the bits start no code.
+    #[cold]
+    pub fn decode_long(&self, bits: u64) -> Option<(u8, u32)> {
+        let l = &self.long;
+        let mut code = 0u32;
+        for len in 1..=l.max_len {
+            code = (code << 1) | ((bits >> (len - 1)) & 1) as u32;
+            let i = len as usize;
+            let k = code.wrapping_sub(l.first[i]);
+            if l.count[i] > 0 && k < l.count[i] {
+                return Some((l.sorted[(l.offset[i] + k) as usize], len));
+            }
+        }
+        None
+    }
+
+    /// The longest code in this stream.
     pub fn max_len(&self) -> u32 {
-        self.table_bits
+        self.max_len
     }
 
     /// Stable hash of dtype, layout, stream index and lengths.
@@ -236,6 +296,16 @@ impl StreamCode {
     pub fn coded_bits(&self, h: &Histogram) -> u64 {
         h.coded_bits(&self.lengths)
     }
+}
+
+/// A per-message code (three-stage baseline): lengths may be 0 for absent symbols, Kraft ≤ 1.
+pub(crate) fn partial_stream_code(lengths: [u8; 256]) -> Option<StreamCode> {
+    if lengths.iter().any(|&l| u32::from(l) > MAX_CODE_LEN) || huffman::kraft_sum(&lengths) > 1u128 << 64 {
+        return None;
+    }
+    let mut h = Fnv1a::new(b"shuff/message-code/1");
+    h.write(&lengths);
+    Some(StreamCode::build(lengths, h.finish()))
 }
 
 /// Validates one stream's lengths: all 256 symbols have codes of 1..=MAX_CODE_LEN bits, Kraft sum 1.
@@ -296,7 +366,10 @@ impl Codebook {
         for (k, l) in lengths.iter().enumerate() {
             let l = validate_lengths(k, l)?;
             h.write(&l);
-            streams.push(StreamCode::build(l, dtype, layout, k));
+            let mut sh = Fnv1a::new(b"shuff/stream/1");
+            sh.write(&[dtype.id(), layout.id(), k as u8]);
+            sh.write(&l);
+            streams.push(StreamCode::build(l, sh.finish()));
         }
         Ok(Codebook { dtype, layout, streams, fingerprint: h.finish() })
     }
@@ -395,24 +468,31 @@ mod tests {
         let s = &book.streams()[0];
         assert!(s.lengths().iter().all(|&l| (1..=12).contains(&l)));
         assert!(huffman::is_complete(s.lengths()));
-        assert_eq!(s.decode_table().len(), 1 << s.max_len());
+        assert_eq!(s.decode_table().len(), 1 << DECODE_TABLE_BITS);
     }
 
     #[test]
     fn decode_table_inverts_encode_table() {
-        let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 11).unwrap();
+        for max_len in [11, 16] {
+        let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], max_len).unwrap();
         let s = &book.streams()[0];
         for sym in 0..256usize {
             let e = s.encode_table()[sym];
             let (code, len) = (e & 0xffff, e >> 16);
             assert_eq!(len, u32::from(s.lengths()[sym]));
             // Any bits after the code must not change the decoded symbol.
-            for junk in [0u32, u32::MAX] {
-                let idx = (code | (junk << len)) & ((1 << s.max_len()) - 1);
-                let d = s.decode_table()[idx as usize];
-                assert_eq!((d & 0xff) as usize, sym);
-                assert_eq!(u32::from(d >> 8), len);
+            for junk in [0u64, u64::MAX] {
+                let bits = u64::from(code) | (junk << len);
+                let d = s.decode_table()[(bits & 0xfff) as usize];
+                if len <= DECODE_TABLE_BITS {
+                    assert_eq!((d & 0xff) as usize, sym);
+                    assert_eq!(u32::from(d >> 8), len);
+                } else {
+                    assert_eq!(d >> 8, 0, "long codes go to the slow path");
+                }
+                assert_eq!(s.decode_long(bits), Some((sym as u8, len)));
             }
+        }
         }
     }
 

@@ -1,0 +1,305 @@
+//! The single-stage encoder: a table lookup and a bit write per symbol, nothing else.
+//!
+//! A message is cut into chunks of [`CHUNK_BYTES`] tensor bytes; each stream of a chunk is coded
+//! as four independent lanes (so the CPU overlaps four dependency chains), stored raw when coding
+//! does not pay, or as one byte when constant. Chunks are independent and, for large messages,
+//! coded in parallel.
+
+use crate::codebook::{partial_stream_code, Codebook, StreamCode};
+use crate::frame::{max_frame_len, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
+use crate::huffman;
+use crate::layout::{self, MisalignedTensor};
+use crate::stats::stream_histograms;
+use crate::{DType, Layout};
+use std::cell::RefCell;
+
+/// Encoder settings.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodeOptions {
+    /// Store a CRC-32 of the tensor bytes in the header (costs one extra pass at ~10+ GB/s).
+    pub checksum: bool,
+    /// Code the chunks of large messages on rayon's thread pool.
+    pub parallel: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions { checksum: false, parallel: true }
+    }
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The tensor's bytes are not whole elements.
+    #[error(transparent)]
+    Misaligned(#[from] MisalignedTensor),
+    /// The output buffer is smaller than [`max_frame_len`].
+    #[error("output buffer of {given} bytes is smaller than the worst-case frame of {needed} bytes")]
+    OutputTooSmall {
+        /// Bytes needed ([`max_frame_len`]).
+        needed: usize,
+        /// Bytes given.
+        given: usize,
+    },
+}
+
+/// Per-thread buffers, so that steady-state encoding allocates nothing.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// A chunk in symbol order (layouts with several streams).
+    pub(crate) symbols: Vec<u8>,
+    /// Worst-case room for four lanes.
+    lanes: Vec<u8>,
+}
+
+thread_local! {
+    pub(crate) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Symbols per lane for `n` symbols: lanes 0..3 get `n / 4`, the last also the remainder.
+pub(crate) fn lane_lengths(n: usize) -> [usize; LANES] {
+    let q = n / LANES;
+    [q, q, q, n - 3 * q]
+}
+
+/// Bytes one lane of `m` symbols may need while coding: 16 bits a symbol, plus 8 bytes of slack
+/// for the 8-byte stores.
+fn lane_capacity(m: usize) -> usize {
+    2 * m + 8
+}
+
+/// Codes `syms` with `table` into `buf` (LSB-first), flushing every `K` symbols; returns the bytes
+/// written. `K · max_len ≤ 56` keeps the 64-bit accumulator from overflowing: after a flush at
+/// most 7 bits are pending.
+#[inline(always)]
+fn encode_lane<const K: usize>(table: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
+    let (mut bits, mut n, mut pos) = (0u64, 0u32, 0usize);
+    let mut blocks = syms.chunks_exact(K);
+    for block in &mut blocks {
+        for &s in block {
+            let e = table[s as usize];
+            bits |= u64::from(e & 0xffff) << n;
+            n += e >> 16;
+        }
+        buf[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
+        pos += (n >> 3) as usize;
+        bits >>= n & !7;
+        n &= 7;
+    }
+    for &s in blocks.remainder() {
+        let e = table[s as usize];
+        bits |= u64::from(e & 0xffff) << n;
+        n += e >> 16;
+    }
+    // Up to 7 + (K−1)·16 < 64 bits pending: write them all, keep only the bytes that hold bits.
+    buf[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
+    pos + n.div_ceil(8) as usize
+}
+
+/// Codes the four lanes of one stream into `scratch` (lane `l` at `l · cap`); returns lane sizes.
+fn encode_lanes(code: &StreamCode, syms: &[u8], scratch: &mut [u8], cap: usize) -> [usize; LANES] {
+    let table = code.encode_table();
+    let lens = lane_lengths(syms.len());
+    let mut sizes = [0usize; LANES];
+    let mut start = 0;
+    for (l, (&m, size)) in lens.iter().zip(sizes.iter_mut()).enumerate() {
+        let lane = &syms[start..start + m];
+        let buf = &mut scratch[l * cap..(l + 1) * cap];
+        *size = match code.max_len() {
+            0..=11 => encode_lane::<5>(table, lane, buf),
+            12..=14 => encode_lane::<4>(table, lane, buf),
+            _ => encode_lane::<3>(table, lane, buf),
+        };
+        start += m;
+    }
+    sizes
+}
+
+/// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
+/// bytes written.
+fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
+    let k = codes.len();
+    let symbols: &[u8] = if k == 1 {
+        chunk
+    } else {
+        scratch.symbols.resize(chunk.len(), 0);
+        layout::to_symbols(dtype, layout, chunk, &mut scratch.symbols).expect("chunks hold whole elements");
+        &scratch.symbols
+    };
+    let n = chunk.len() / k;
+    let cap = lane_capacity(n.div_ceil(LANES) + LANES);
+    if scratch.lanes.len() < LANES * cap {
+        scratch.lanes.resize(LANES * cap, 0);
+    }
+    let mut modes = 0u8;
+    let mut pos = 1;
+    for (s, code) in codes.iter().enumerate() {
+        let syms = &symbols[s * n..(s + 1) * n];
+        let mode = if syms.iter().all(|&b| b == syms[0]) {
+            out[pos] = syms[0];
+            pos += 1;
+            StreamMode::Constant
+        } else if code.is_flat() {
+            out[pos..pos + n].copy_from_slice(syms);
+            pos += n;
+            StreamMode::Raw
+        } else {
+            let sizes = encode_lanes(code, syms, &mut scratch.lanes, cap);
+            let total: usize = sizes.iter().sum::<usize>() + 2 * LANES;
+            if total < n {
+                for size in sizes {
+                    out[pos..pos + 2].copy_from_slice(&(size as u16).to_le_bytes());
+                    pos += 2;
+                }
+                for (l, size) in sizes.into_iter().enumerate() {
+                    out[pos..pos + size].copy_from_slice(&scratch.lanes[l * cap..l * cap + size]);
+                    pos += size;
+                }
+                StreamMode::Coded
+            } else {
+                out[pos..pos + n].copy_from_slice(syms);
+                pos += n;
+                StreamMode::Raw
+            }
+        };
+        modes |= (mode as u8) << (2 * s);
+    }
+    out[0] = modes;
+    pos
+}
+
+/// Worst-case bytes of one encoded chunk of `len` tensor bytes: each stream is at most raw (coding
+/// is kept only when smaller), plus the mode byte.
+fn chunk_capacity(len: usize) -> usize {
+    len + 1
+}
+
+fn check_out(dtype: DType, layout: Layout, data: &[u8], out: &[u8]) -> Result<(), EncodeError> {
+    layout::element_count(dtype, data.len())?;
+    let needed = max_frame_len(dtype, layout, data.len());
+    if out.len() < needed {
+        return Err(EncodeError::OutputTooSmall { needed, given: out.len() });
+    }
+    Ok(())
+}
+
+/// Messages of at least this many chunks are coded in parallel (smaller ones are done before a
+/// thread pool would wake up).
+const PARALLEL_MIN_CHUNKS: usize = 8;
+
+/// Encodes the chunks of `data` into `out` after `pos`, writing a chunk table first when there is
+/// more than one chunk. Returns the end position.
+fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK_BYTES).collect();
+    if chunks.len() <= 1 {
+        return SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            match chunks.first() {
+                Some(c) => pos + encode_chunk(codes, dtype, layout, c, &mut out[pos..], &mut s),
+                None => pos,
+            }
+        });
+    }
+    let table = pos;
+    pos += 4 * chunks.len();
+    #[cfg(feature = "parallel")]
+    if opts.parallel && chunks.len() >= PARALLEL_MIN_CHUNKS && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        // Code chunks into their worst-case slots of the output, in parallel, then close the gaps.
+        let mut slots = Vec::with_capacity(chunks.len());
+        let mut rest = &mut out[pos..];
+        for c in &chunks {
+            let (slot, tail) = rest.split_at_mut(chunk_capacity(c.len()));
+            slots.push(slot);
+            rest = tail;
+        }
+        let sizes: Vec<usize> = slots
+            .into_par_iter()
+            .zip(chunks.par_iter())
+            .map(|(slot, c)| SCRATCH.with(|s| encode_chunk(codes, dtype, layout, c, slot, &mut s.borrow_mut())))
+            .collect();
+        let (mut end, mut slot) = (pos, pos);
+        for (i, (&size, c)) in sizes.iter().zip(&chunks).enumerate() {
+            out.copy_within(slot..slot + size, end);
+            out[table + 4 * i..table + 4 * i + 4].copy_from_slice(&(size as u32).to_le_bytes());
+            end += size;
+            slot += chunk_capacity(c.len());
+        }
+        return end;
+    }
+    let _ = opts;
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        for (i, c) in chunks.iter().enumerate() {
+            let size = encode_chunk(codes, dtype, layout, c, &mut out[pos..], &mut s);
+            out[table + 4 * i..table + 4 * i + 4].copy_from_slice(&(size as u32).to_le_bytes());
+            pos += size;
+        }
+        pos
+    })
+}
+
+/// Encodes tensor bytes `data` (elements of `book.dtype()`, little-endian) with `book` into `out`,
+/// which must hold at least [`max_frame_len`] bytes. Returns the frame's length.
+pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
+    let (dtype, layout) = (book.dtype(), book.layout());
+    check_out(dtype, layout, data, out)?;
+    let info = FrameInfo {
+        dtype,
+        layout,
+        elements: (data.len() / dtype.size()) as u64,
+        fingerprint: Some(book.fingerprint().0 as u32),
+        checksum: opts.checksum.then(|| crc32fast::hash(data)),
+        header_len: 0,
+    };
+    let mut header = Vec::with_capacity(crate::frame::MAX_HEADER_BYTES);
+    info.write(&mut header);
+    out[..header.len()].copy_from_slice(&header);
+    let codes: Vec<&StreamCode> = book.streams().iter().collect();
+    Ok(encode_chunks(&codes, dtype, layout, data, out, header.len(), opts))
+}
+
+/// Encodes `data` with `book` into a new buffer.
+pub fn encode(book: &Codebook, data: &[u8], opts: EncodeOptions) -> Result<Vec<u8>, EncodeError> {
+    let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), data.len())];
+    let n = encode_into(book, data, &mut out, opts)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Maximum code length of the per-message codes of three-stage frames (lengths travel as nibbles).
+pub const THREE_STAGE_MAX_LEN: u32 = 15;
+
+/// The three-stage baseline: counts the message, builds each stream's own optimal code and sends its
+/// lengths (128 bytes per stream) in the frame. Same engine, same chunks; for comparison and for
+/// data without a codebook.
+pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: EncodeOptions) -> Result<Vec<u8>, EncodeError> {
+    let hists = stream_histograms(dtype, layout, data)?;
+    let mut out = vec![0u8; max_frame_len(dtype, layout, data.len())];
+    let info = FrameInfo {
+        dtype,
+        layout,
+        elements: (data.len() / dtype.size()) as u64,
+        fingerprint: None,
+        checksum: opts.checksum.then(|| crc32fast::hash(data)),
+        header_len: 0,
+    };
+    let mut header = Vec::new();
+    info.write(&mut header);
+    let mut codes = Vec::new();
+    for h in &hists {
+        let lengths = huffman::limited_lengths(&h.counts, THREE_STAGE_MAX_LEN).expect("256 symbols fit 15 bits");
+        let lengths: [u8; 256] = lengths.try_into().expect("256 lengths");
+        for pair in lengths.chunks_exact(2) {
+            header.push(pair[0] | (pair[1] << 4));
+        }
+        codes.push(partial_stream_code(lengths).expect("package-merge gives a valid code"));
+    }
+    out[..header.len()].copy_from_slice(&header);
+    let refs: Vec<&StreamCode> = codes.iter().collect();
+    let n = encode_chunks(&refs, dtype, layout, data, &mut out, header.len(), opts);
+    out.truncate(n);
+    Ok(out)
+}
+

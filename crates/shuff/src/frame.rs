@@ -1,0 +1,246 @@
+//! Frame format v1: one compressed message. Specified byte by byte in `docs/FORMAT.md`; this module
+//! is the single place that reads and writes its header.
+
+use crate::codebook::Fingerprint;
+use crate::layout::Layout;
+use crate::DType;
+
+/// First two bytes of every frame.
+pub const MAGIC: [u8; 2] = *b"Sh";
+/// The frame format version this library writes and reads.
+pub const VERSION: u8 = 1;
+/// Tensor bytes per chunk. Chunks are coded independently (and in parallel).
+pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Independent bitstreams ("lanes") per coded stream per chunk, decoded in lockstep so the CPU has
+/// four dependency chains to overlap.
+pub const LANES: usize = 4;
+/// Largest header: magic 2 + version 1 + descriptor 1 + varint count ≤ 10 + fingerprint 4 + checksum 4.
+pub const MAX_HEADER_BYTES: usize = 22;
+
+const FLAG_CHECKSUM: u8 = 1 << 5;
+const FLAG_THREE_STAGE: u8 = 1 << 6;
+const FLAG_RESERVED: u8 = 1 << 7;
+
+/// How one stream of one chunk is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamMode {
+    /// Four lanes of Huffman-coded bits.
+    Coded = 0,
+    /// The symbols as they are (coding would not shrink them).
+    Raw = 1,
+    /// One symbol repeated for the whole chunk.
+    Constant = 2,
+}
+
+/// Why a frame could not be decoded. Decoders return these and never panic, whatever the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame ends before a structure it announces.
+    #[error("truncated frame: {0}")]
+    Truncated(&'static str),
+    /// Not a shuff frame.
+    #[error("not a shuff frame (bad magic bytes {0:02x?})")]
+    BadMagic([u8; 2]),
+    /// A frame of a format version this library does not read.
+    #[error("frame format version {0} is not supported (this shuff reads version {VERSION})")]
+    UnknownVersion(u8),
+    /// The bytes are inconsistent with the format.
+    #[error("corrupt frame: {0}")]
+    Corrupt(String),
+    /// The decoded bytes do not match the frame's checksum.
+    #[error("checksum mismatch: frame says {expected:08x}, decoded data gives {found:08x}")]
+    ChecksumMismatch {
+        /// Stored checksum.
+        expected: u32,
+        /// Checksum of what was decoded.
+        found: u32,
+    },
+    /// The frame was encoded with another codebook.
+    #[error("frame was encoded with codebook {expected:08x}…, but the codebook given is {found} ({found_dtype}/{found_layout})")]
+    CodebookMismatch {
+        /// Low 32 bits of the fingerprint in the frame.
+        expected: u32,
+        /// Fingerprint of the codebook given.
+        found: Fingerprint,
+        /// Its dtype.
+        found_dtype: DType,
+        /// Its layout.
+        found_layout: Layout,
+    },
+    /// The output buffer has the wrong size.
+    #[error("output buffer is {found} bytes, the frame decodes to {expected}")]
+    WrongOutputSize {
+        /// Bytes the frame decodes to.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// A fixed-codebook frame given to the three-stage decoder or the reverse.
+    #[error("{0}")]
+    WrongKind(&'static str),
+}
+
+/// What a frame's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Element type.
+    pub dtype: DType,
+    /// Layout.
+    pub layout: Layout,
+    /// Number of elements.
+    pub elements: u64,
+    /// Low 32 bits of the codebook fingerprint (`None` for three-stage frames, which carry their code).
+    pub fingerprint: Option<u32>,
+    /// CRC-32 of the decoded bytes, if present.
+    pub checksum: Option<u32>,
+    /// Bytes of header (before the code lengths, chunk table and chunks).
+    pub header_len: usize,
+}
+
+impl FrameInfo {
+    /// Decoded size in bytes.
+    pub fn decoded_len(&self) -> Result<usize, DecodeError> {
+        usize::try_from(self.elements)
+            .ok()
+            .and_then(|n| n.checked_mul(self.dtype.size()))
+            .ok_or_else(|| DecodeError::Corrupt(format!("element count {} is too large", self.elements)))
+    }
+
+    /// Number of chunks.
+    pub fn chunks(&self) -> Result<usize, DecodeError> {
+        Ok(self.decoded_len()?.div_ceil(CHUNK_BYTES))
+    }
+
+    /// Parses and checks a frame header.
+    pub fn parse(frame: &[u8]) -> Result<FrameInfo, DecodeError> {
+        if frame.len() < 4 {
+            return Err(DecodeError::Truncated("header"));
+        }
+        if frame[..2] != MAGIC {
+            return Err(DecodeError::BadMagic([frame[0], frame[1]]));
+        }
+        if frame[2] != VERSION {
+            return Err(DecodeError::UnknownVersion(frame[2]));
+        }
+        let d = frame[3];
+        if d & FLAG_RESERVED != 0 {
+            return Err(DecodeError::Corrupt("reserved descriptor bit is set".into()));
+        }
+        let dtype = DType::from_id(d & 7).ok_or_else(|| DecodeError::Corrupt(format!("unknown dtype id {}", d & 7)))?;
+        let layout =
+            Layout::from_id((d >> 3) & 3).ok_or_else(|| DecodeError::Corrupt(format!("unknown layout id {}", (d >> 3) & 3)))?;
+        let mut pos = 4;
+        let elements = read_varint(frame, &mut pos)?;
+        let three_stage = d & FLAG_THREE_STAGE != 0;
+        let fingerprint = if three_stage { None } else { Some(read_u32(frame, &mut pos, "fingerprint")?) };
+        let checksum = if d & FLAG_CHECKSUM != 0 { Some(read_u32(frame, &mut pos, "checksum")?) } else { None };
+        let info = FrameInfo { dtype, layout, elements, fingerprint, checksum, header_len: pos };
+        info.decoded_len()?;
+        Ok(info)
+    }
+
+    /// Appends this header to `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        let mut d = self.dtype.id() | (self.layout.id() << 3);
+        if self.checksum.is_some() {
+            d |= FLAG_CHECKSUM;
+        }
+        if self.fingerprint.is_none() {
+            d |= FLAG_THREE_STAGE;
+        }
+        out.push(d);
+        write_varint(out, self.elements);
+        if let Some(f) = self.fingerprint {
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        if let Some(c) = self.checksum {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+    }
+}
+
+/// LEB128: 7 bits per byte, low first, high bit = more.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let b = *buf.get(*pos).ok_or(DecodeError::Truncated("element count"))?;
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return Err(DecodeError::Corrupt("element count overflows 64 bits".into()));
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError::Corrupt("element count overflows 64 bits".into()))
+}
+
+pub(crate) fn read_u32(buf: &[u8], pos: &mut usize, what: &'static str) -> Result<u32, DecodeError> {
+    let b = buf.get(*pos..*pos + 4).ok_or(DecodeError::Truncated(what))?;
+    *pos += 4;
+    Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// The worst-case frame size for `len` bytes of tensor data: input + header + 5 bytes per chunk
+/// (a mode byte, and a 4-byte size in the chunk table) + 128 bytes per stream for a three-stage code.
+pub fn max_frame_len(dtype: DType, layout: Layout, len: usize) -> usize {
+    let chunks = len.div_ceil(CHUNK_BYTES);
+    len + MAX_HEADER_BYTES + 5 * chunks + 128 * layout.stream_count(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_fits_16_bytes_for_a_chunk() {
+        let info = FrameInfo {
+            dtype: DType::Bf16,
+            layout: Layout::Exponent,
+            elements: 32768,
+            fingerprint: Some(0xdead_beef),
+            checksum: Some(7),
+            header_len: 0,
+        };
+        let mut out = Vec::new();
+        info.write(&mut out);
+        assert!(out.len() <= 16, "{} bytes", out.len());
+        let back = FrameInfo::parse(&out).unwrap();
+        assert_eq!(back, FrameInfo { header_len: out.len(), ..info });
+        for cut in 0..out.len() {
+            assert!(FrameInfo::parse(&out[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overflow() {
+        for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, v);
+            let mut pos = 0;
+            assert_eq!(read_varint(&out, &mut pos).unwrap(), v);
+            assert_eq!(pos, out.len());
+        }
+        let mut pos = 0;
+        assert!(read_varint(&[0xff; 11], &mut pos).is_err());
+    }
+
+    #[test]
+    fn bad_headers_are_typed_errors() {
+        assert_eq!(FrameInfo::parse(b"XX\x01\x00\x00"), Err(DecodeError::BadMagic(*b"XX")));
+        assert_eq!(FrameInfo::parse(b"Sh\x02\x00\x00"), Err(DecodeError::UnknownVersion(2)));
+        assert!(matches!(FrameInfo::parse(b"Sh\x01\x07\x00"), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(FrameInfo::parse(b"Sh\x01\x80\x00"), Err(DecodeError::Corrupt(_))));
+    }
+}
