@@ -1,5 +1,8 @@
 //! `shuff`: train fixed Huffman codebooks for tensor classes and measure them on real tensors.
 
+mod bench;
+mod container;
+mod huff0;
 mod measure;
 mod tensors;
 
@@ -93,6 +96,62 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Measure encode/decode speed against huff0 (zstd's Huffman coder) and memcpy, side by side on
+    /// the same real bytes: the class's tensors from INPUT, concatenated (and repeated to fill the
+    /// larger sizes). Prints medians in GB/s, ratios to huff0 and compressed sizes.
+    Bench {
+        /// Codebook set (JSON or binary).
+        #[arg(long)]
+        book: PathBuf,
+        /// Class whose codebook codes the messages.
+        #[arg(long)]
+        class: String,
+        /// Tensors to use (default: the class's own selector).
+        #[arg(long = "match")]
+        filter: Option<String>,
+        /// Message sizes.
+        #[arg(long, value_delimiter = ',', default_value = "4KiB,64KiB,1MiB,16MiB")]
+        sizes: Vec<String>,
+        /// Threads for shuff (huff0 is single-threaded; compare it at 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timing samples per measurement (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        samples: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Input safetensors file.
+        input: PathBuf,
+    },
+    /// Compress the tensors of a safetensors file with one class's codebook (all tensors of the
+    /// codebook's dtype, or those `--match` selects; the rest stay raw). The codebook is not stored:
+    /// decode with the same book.
+    Encode {
+        /// Codebook set (JSON or binary).
+        #[arg(long)]
+        book: PathBuf,
+        /// Class whose codebook codes the tensors.
+        #[arg(long)]
+        class: String,
+        /// Only tensors whose name matches this regex.
+        #[arg(long = "match")]
+        filter: Option<String>,
+        /// Input safetensors file.
+        input: PathBuf,
+        /// Output file.
+        output: PathBuf,
+    },
+    /// Restore a file written by `shuff encode`, bit for bit.
+    Decode {
+        /// The codebook set it was encoded with.
+        #[arg(long)]
+        book: PathBuf,
+        /// File written by `shuff encode`.
+        input: PathBuf,
+        /// Restored safetensors file.
+        output: PathBuf,
+    },
     /// Convert a codebook set between its forms: JSON, compact binary, C header.
     Export {
         /// Codebook set (JSON or binary).
@@ -154,6 +213,65 @@ fn run(cli: Cli) -> Result<()> {
                 print_eval(&report, summary, shift_family);
             }
             Ok(())
+        }
+        Command::Bench { book, class, filter, sizes, threads, samples, json, input } => {
+            let set = load_book(&book)?;
+            let cb = set.get(&class).with_context(|| format!("class `{class}` is not in the codebook set"))?;
+            let pattern = filter.unwrap_or_else(|| cb.provenance.selector.clone());
+            let re = (!pattern.is_empty()).then(|| Regex::new(&pattern)).transpose().context("bad --match regex")?;
+            let file = TensorFile::open(&input)?;
+            let source: Vec<u8> = file
+                .tensors(re.as_ref())?
+                .iter()
+                .filter(|t| t.dtype == cb.codebook.dtype())
+                .flat_map(|t| t.data.iter().copied())
+                .collect();
+            if source.is_empty() {
+                bail!("no {} tensor in {} matches `{pattern}`", cb.codebook.dtype(), input.display());
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+            let rows = pool.install(|| {
+                sizes
+                    .iter()
+                    .map(|s| bench::bench_size(&cb.codebook, &source, bench::parse_size(s)?, threads.max(1), samples))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                eprintln!(
+                    "class {class}: {}/{}, {} bytes of real tensor data; huff0 in {} KiB blocks, single-threaded",
+                    cb.codebook.dtype(),
+                    cb.codebook.layout(),
+                    source.len(),
+                    huff0::BLOCK >> 10
+                );
+                bench::print_rows(&rows);
+            }
+            Ok(())
+        }
+        Command::Encode { book, class, filter, input, output } => {
+            let set = load_book(&book)?;
+            let filter = filter.map(|f| Regex::new(&f)).transpose().context("bad --match regex")?;
+            let file = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let (encoded, coded) = container::encode_file(&file, &set, &class, filter.as_ref())
+                .with_context(|| format!("encoding {}", input.display()))?;
+            write_atomic(&output, &encoded)?;
+            eprintln!(
+                "{}: {} tensors coded, {} → {} bytes ({:.2}% smaller)",
+                input.display(),
+                coded,
+                file.len(),
+                encoded.len(),
+                100.0 * (1.0 - encoded.len() as f64 / file.len() as f64)
+            );
+            Ok(())
+        }
+        Command::Decode { book, input, output } => {
+            let set = load_book(&book)?;
+            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let restored = container::decode_file(&data, &set).with_context(|| format!("decoding {}", input.display()))?;
+            write_atomic(&output, &restored)
         }
         Command::Export { book, format, output } => {
             let set = load_book(&book)?;

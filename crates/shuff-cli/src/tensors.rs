@@ -16,7 +16,6 @@ pub struct TensorFile {
 pub struct TensorRef<'a> {
     pub name: String,
     pub dtype: DType,
-    pub shape: Vec<usize>,
     pub data: &'a [u8],
 }
 
@@ -32,18 +31,6 @@ pub fn dtype_of(d: StDtype) -> Option<DType> {
         StDtype::U8 | StDtype::I8 => DType::U8,
         _ => return None,
     })
-}
-
-/// The safetensors dtype a shuff dtype is written back as.
-pub fn st_dtype(d: DType) -> StDtype {
-    match d {
-        DType::Bf16 => StDtype::BF16,
-        DType::F16 => StDtype::F16,
-        DType::F32 => StDtype::F32,
-        DType::F8E4M3 => StDtype::F8_E4M3,
-        DType::F8E5M2 => StDtype::F8_E5M2,
-        DType::U8 => StDtype::U8,
-    }
 }
 
 impl TensorFile {
@@ -71,7 +58,7 @@ impl TensorFile {
             let data: &[u8] = view.data();
             // Borrow from our own buffer, not the temporary SafeTensors.
             let start = data.as_ptr() as usize - self.bytes.as_ptr() as usize;
-            out.push(TensorRef { name, dtype, shape: view.shape().to_vec(), data: &self.bytes[start..start + data.len()] });
+            out.push(TensorRef { name, dtype, data: &self.bytes[start..start + data.len()] });
         }
         out.sort_by_key(|t| t.data.as_ptr() as usize);
         Ok(out)

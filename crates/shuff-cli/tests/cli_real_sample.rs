@@ -125,3 +125,22 @@ fn f16_whisper_weights_train_and_evaluate() {
     assert_eq!(r["tensors"][0]["dtype"], "f16");
     assert!(r["total"]["percent"]["fixed"].as_f64().unwrap() > 5.0);
 }
+
+#[test]
+fn encode_then_decode_restores_the_file_bit_for_bit() {
+    let book = tmp("codec.json");
+    train("exponent", &book);
+    let other = tmp("codec-other.json");
+    train("bytes", &other);
+    let (enc, dec) = (tmp("step4.shf"), tmp("step4.safetensors"));
+    let b = book.display().to_string();
+    let (ok, _, err) = shuff(&["encode", "--book", &b, "--class", "ffn1_act", &sample(4), &enc.display().to_string()]);
+    assert!(ok, "{err}");
+    let original = std::fs::read(sample(4)).unwrap();
+    assert!(std::fs::metadata(&enc).unwrap().len() < original.len() as u64);
+    let (ok, _, err) = shuff(&["decode", "--book", &b, &enc.display().to_string(), &dec.display().to_string()]);
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&dec).unwrap() == original, "restored file differs");
+    let (ok, _, err) = shuff(&["decode", "--book", &other.display().to_string(), &enc.display().to_string(), &dec.display().to_string()]);
+    assert!(!ok && err.contains("not in this codebook set"), "{err}");
+}

@@ -25,23 +25,9 @@ impl<'a> LaneReader<'a> {
         LaneReader { buf, pos: 0, bits: 0, n: 0 }
     }
 
-    /// Whether an 8-byte load at `pos` stays inside the lane.
-    #[inline(always)]
-    fn can_refill_fast(&self) -> bool {
-        self.pos + 8 <= self.buf.len()
-    }
-
-    /// Tops the buffer up to ≥ 56 bits with one unaligned load ("variant 4" of F. Giesen's reading
-    /// bits in far too many ways): load 8 bytes, keep what fits, advance by whole bytes kept.
-    #[inline(always)]
-    fn refill_fast(&mut self) {
-        let w = u64::from_le_bytes(self.buf[self.pos..self.pos + 8].try_into().expect("8 bytes"));
-        self.bits |= w << self.n;
-        self.pos += ((63 - self.n) >> 3) as usize;
-        self.n |= 56;
-    }
-
-    /// Same as `refill_fast`, reading zeros past the end of the lane.
+    /// Tops the buffer up to ≥ 56 bits ("variant 4" of F. Giesen's "Reading bits in far too many
+    /// ways": load 8 bytes, keep what fits, advance by the whole bytes kept), reading zeros past the
+    /// end of the lane. The fast loop in `decode_lanes_k` does the same with one unchecked-length load.
     fn refill_slow(&mut self) {
         let mut w = [0u8; 8];
         if self.pos < self.buf.len() {
@@ -86,20 +72,72 @@ fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8]) -> Result<
 
 /// Decodes four lanes in lockstep while all can refill with one load, then finishes each lane on
 /// the careful path. `K · max_len ≤ 56` symbols are decoded per refill.
+///
+/// The four lanes' states live in local variables, not in the `readers` array: kept in memory,
+/// every symbol paid a store-to-load round trip on its lane's bit buffer, which halved speed.
 #[inline(always)]
 fn decode_lanes_k<const K: usize>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    let table = code.decode_table();
     let q = outs[0].len(); // lanes 0..3 have q symbols, the last q + remainder
-    let mut i = 0;
-    while i + K <= q && readers.iter().all(LaneReader::can_refill_fast) {
-        for (r, out) in readers.iter_mut().zip(outs.iter_mut()) {
-            r.refill_fast();
-            for o in &mut out[i..i + K] {
-                *o = r.decode(code)?;
-            }
-        }
-        i += K;
+    let [r0, r1, r2, r3] = readers;
+    let [o0, o1, o2, o3] = outs;
+    let (l0, l1, l2, l3) = (r0.buf.len(), r1.buf.len(), r2.buf.len(), r3.buf.len());
+    let (mut b0, mut b1, mut b2, mut b3) = (r0.bits, r1.bits, r2.bits, r3.bits);
+    let (mut n0, mut n1, mut n2, mut n3) = (r0.n, r1.n, r2.n, r3.n);
+    let (mut p0, mut p1, mut p2, mut p3) = (r0.pos, r1.pos, r2.pos, r3.pos);
+    let mut bad = false;
+    macro_rules! refill {
+        ($buf:expr, $b:ident, $n:ident, $p:ident) => {
+            let w = u64::from_le_bytes($buf[$p..$p + 8].try_into().expect("8 bytes"));
+            $b |= w << $n;
+            $p += ((63 - $n) >> 3) as usize;
+            $n |= 56;
+        };
     }
-    for (r, out) in readers.iter_mut().zip(outs.iter_mut()) {
+    macro_rules! step {
+        ($b:ident, $n:ident, $o:ident, $j:expr) => {
+            let e = table[($b & TABLE_MASK) as usize];
+            let mut len = u32::from(e >> 8);
+            let mut sym = e as u8;
+            if len == 0 {
+                match code.decode_long($b) {
+                    Some((s, l)) => (sym, len) = (s, l),
+                    None => {
+                        bad = true;
+                        len = 1;
+                    }
+                }
+            }
+            $b >>= len;
+            $n -= len;
+            $o[$j] = sym;
+        };
+    }
+    let mut round = 0;
+    // Every refill loads 8 bytes: run while each lane has them.
+    while round < q / K && p0 + 8 <= l0 && p1 + 8 <= l1 && p2 + 8 <= l2 && p3 + 8 <= l3 {
+        let i = round * K;
+        round += 1;
+        let (w0, w1, w2, w3) = (&mut o0[i..i + K], &mut o1[i..i + K], &mut o2[i..i + K], &mut o3[i..i + K]);
+        refill!(r0.buf, b0, n0, p0);
+        refill!(r1.buf, b1, n1, p1);
+        refill!(r2.buf, b2, n2, p2);
+        refill!(r3.buf, b3, n3, p3);
+        for j in 0..K {
+            step!(b0, n0, w0, j);
+            step!(b1, n1, w1, j);
+            step!(b2, n2, w2, j);
+            step!(b3, n3, w3, j);
+        }
+    }
+    if bad {
+        return Err(());
+    }
+    (r0.bits, r1.bits, r2.bits, r3.bits) = (b0, b1, b2, b3);
+    (r0.n, r1.n, r2.n, r3.n) = (n0, n1, n2, n3);
+    (r0.pos, r1.pos, r2.pos, r3.pos) = (p0, p1, p2, p3);
+    let i = round * K;
+    for (r, out) in [r0, r1, r2, r3].into_iter().zip([o0, o1, o2, o3]) {
         decode_tail(r, code, &mut out[i..])?;
     }
     Ok(())

@@ -1,0 +1,175 @@
+//! `shuff bench`: shuff against huff0 and memcpy, side by side on the same real bytes, in one process.
+
+use crate::huff0::{Block, Huff0, BLOCK};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use shuff::{decode_into, encode_into, max_frame_len, Codebook, EncodeOptions};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Parses sizes like `4KiB`, `64KiB`, `1MiB`, `16MiB`, `1000`.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let s = s.trim();
+    let (num, mult) = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("B", 1)]
+        .iter()
+        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    let n: usize = num.trim().parse().map_err(|_| anyhow::anyhow!("bad size `{s}` (examples: 4KiB, 64KiB, 1MiB)"))?;
+    Ok(n * mult)
+}
+
+/// Median seconds per call of `f`, from `samples` samples of enough calls to last ≥ 2 ms each.
+fn median_secs(mut f: impl FnMut(), samples: usize) -> f64 {
+    let mut iters = 1usize;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        if t.elapsed() >= Duration::from_millis(2) {
+            break;
+        }
+        iters *= 2;
+    }
+    let mut v: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() / iters as f64
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[derive(Serialize, Debug)]
+pub struct Row {
+    pub size: usize,
+    pub threads: usize,
+    /// GB/s of tensor bytes (10^9 bytes per second), medians.
+    pub shuff_encode_gbps: f64,
+    pub shuff_decode_gbps: f64,
+    pub huff0_encode_gbps: f64,
+    pub huff0_decode_gbps: f64,
+    pub memcpy_gbps: f64,
+    pub encode_vs_huff0: f64,
+    pub decode_vs_huff0: f64,
+    pub shuff_bytes: usize,
+    pub huff0_bytes: usize,
+}
+
+/// huff0 over `msg` in blocks of [`BLOCK`] bytes; returns the total size (raw blocks count fully).
+fn huff0_compress(h: &mut Huff0, msg: &[u8], out: &mut [u8], blocks: &mut Vec<(usize, usize, bool)>) -> usize {
+    blocks.clear();
+    let mut pos = 0;
+    for b in msg.chunks(BLOCK) {
+        let dst = &mut out[pos..pos + BLOCK + 1024];
+        match h.compress(b, dst) {
+            Block::Coded(n) => {
+                blocks.push((pos, n, true));
+                pos += n;
+            }
+            Block::Raw => {
+                dst[..b.len()].copy_from_slice(b);
+                blocks.push((pos, b.len(), false));
+                pos += b.len();
+            }
+        }
+    }
+    pos
+}
+
+fn huff0_decompress(h: &mut Huff0, comp: &[u8], blocks: &[(usize, usize, bool)], out: &mut [u8]) -> bool {
+    let mut ok = true;
+    for (&(pos, n, coded), o) in blocks.iter().zip(out.chunks_mut(BLOCK)) {
+        if coded {
+            ok &= h.decompress(&comp[pos..pos + n], o);
+        } else {
+            o.copy_from_slice(&comp[pos..pos + n]);
+        }
+    }
+    ok
+}
+
+/// Runs the comparison for one message size.
+pub fn bench_size(book: &Codebook, source: &[u8], size: usize, threads: usize, samples: usize) -> Result<Row> {
+    let elem = book.dtype().size();
+    let size = size / elem * elem;
+    if source.is_empty() {
+        bail!("no data to benchmark");
+    }
+    let msg: Vec<u8> = source.iter().cycle().take(size).copied().collect();
+    let opts = EncodeOptions { checksum: false, parallel: threads > 1 };
+    let mut frame = vec![0u8; max_frame_len(book.dtype(), book.layout(), size)];
+    let mut back = vec![0u8; size];
+
+    let frame_len = encode_into(book, &msg, &mut frame, opts)?;
+    decode_into(book, &frame[..frame_len], &mut back)?;
+    if back != msg {
+        bail!("shuff round trip failed at {size} bytes");
+    }
+    let enc = median_secs(|| drop(black_box(encode_into(book, black_box(&msg), &mut frame, opts))), samples);
+    let dec = median_secs(|| drop(black_box(decode_into(book, black_box(&frame[..frame_len]), &mut back))), samples);
+
+    let mut h = Huff0::new();
+    let mut hout = vec![0u8; size + size.div_ceil(BLOCK) * 1024 + BLOCK];
+    let mut blocks = Vec::new();
+    let huff0_bytes = huff0_compress(&mut h, &msg, &mut hout, &mut blocks);
+    back.fill(0);
+    if !huff0_decompress(&mut h, &hout, &blocks, &mut back) || back != msg {
+        bail!("huff0 round trip failed at {size} bytes");
+    }
+    let henc = median_secs(|| { black_box(huff0_compress(&mut h, black_box(&msg), &mut hout, &mut blocks)); }, samples);
+    let hdec = median_secs(|| { black_box(huff0_decompress(&mut h, black_box(&hout), &blocks, &mut back)); }, samples);
+    let mcpy = median_secs(|| back.copy_from_slice(black_box(&msg)), samples);
+
+    let gbps = |t: f64| size as f64 / t / 1e9;
+    Ok(Row {
+        size,
+        threads,
+        shuff_encode_gbps: gbps(enc),
+        shuff_decode_gbps: gbps(dec),
+        huff0_encode_gbps: gbps(henc),
+        huff0_decode_gbps: gbps(hdec),
+        memcpy_gbps: gbps(mcpy),
+        encode_vs_huff0: henc / enc,
+        decode_vs_huff0: hdec / dec,
+        shuff_bytes: frame_len,
+        huff0_bytes,
+    })
+}
+
+pub fn print_rows(rows: &[Row]) {
+    println!(
+        "{:>9} {:>3} | {:>10} {:>10} | {:>10} {:>10} | {:>8} | {:>8} {:>8} | {:>11} {:>11}",
+        "size", "thr", "shuff enc", "shuff dec", "huff0 enc", "huff0 dec", "memcpy", "enc ×h0", "dec ×h0", "shuff bytes", "huff0 bytes"
+    );
+    for r in rows {
+        println!(
+            "{:>9} {:>3} | {:>6.2} GB/s {:>5.2} GB/s | {:>5.2} GB/s {:>5.2} GB/s | {:>5.1} GB/s | {:>7.2}× {:>7.2}× | {:>11} {:>11}",
+            human(r.size),
+            r.threads,
+            r.shuff_encode_gbps,
+            r.shuff_decode_gbps,
+            r.huff0_encode_gbps,
+            r.huff0_decode_gbps,
+            r.memcpy_gbps,
+            r.encode_vs_huff0,
+            r.decode_vs_huff0,
+            r.shuff_bytes,
+            r.huff0_bytes
+        );
+    }
+}
+
+fn human(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{}MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{}KiB", n >> 10)
+    } else {
+        n.to_string()
+    }
+}
