@@ -168,6 +168,8 @@ pub struct StreamCode {
     decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
     long: LongCodes,
     max_len: u32,
+    /// Complete code with every code ≤ DECODE_TABLE_BITS: every primary-table entry is a symbol.
+    single_lookup: bool,
     fingerprint: Fingerprint,
 }
 
@@ -232,7 +234,8 @@ impl StreamCode {
                 }
             }
         }
-        StreamCode { lengths, codes, encode, decode, long, max_len, fingerprint }
+        let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
+        StreamCode { lengths, codes, encode, decode, long, max_len, single_lookup, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -275,6 +278,12 @@ impl StreamCode {
             }
         }
         None
+    }
+
+    /// Whether every primary decode-table entry is a symbol (a complete code with no code longer
+    /// than [`DECODE_TABLE_BITS`]), so a decoder needs no slow-path check.
+    pub fn single_lookup(&self) -> bool {
+        self.single_lookup
     }
 
     /// The longest code in this stream.

@@ -76,7 +76,7 @@ fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8]) -> Result<
 /// The four lanes' states live in local variables, not in the `readers` array: kept in memory,
 /// every symbol paid a store-to-load round trip on its lane's bit buffer, which halved speed.
 #[inline(always)]
-fn decode_lanes_k<const K: usize>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let table = code.decode_table();
     let q = outs[0].len(); // lanes 0..3 have q symbols, the last q + remainder
     let [r0, r1, r2, r3] = readers;
@@ -99,7 +99,7 @@ fn decode_lanes_k<const K: usize>(code: &StreamCode, readers: &mut [LaneReader; 
             let e = table[($b & TABLE_MASK) as usize];
             let mut len = u32::from(e >> 8);
             let mut sym = e as u8;
-            if len == 0 {
+            if CHECK && len == 0 {
                 match code.decode_long($b) {
                     Some((s, l)) => (sym, len) = (s, l),
                     None => {
@@ -166,10 +166,13 @@ fn decode_coded_stream(code: &StreamCode, data: &[u8], out: &mut [u8], stream: u
     let (o2, o3) = rest.split_at_mut(lens[2]);
     let mut outs = [o0, o1, o2, o3];
     let bad = || DecodeError::Corrupt(format!("stream {stream}: bits that start no code"));
-    match code.max_len() {
-        0..=11 => decode_lanes_k::<5>(code, &mut readers, &mut outs),
-        12..=14 => decode_lanes_k::<4>(code, &mut readers, &mut outs),
-        _ => decode_lanes_k::<3>(code, &mut readers, &mut outs),
+    // Codes that always resolve in one lookup skip the slow-path test in the hot loop.
+    match (code.max_len(), code.single_lookup()) {
+        (0..=11, true) => decode_lanes_k::<5, false>(code, &mut readers, &mut outs),
+        (0..=11, false) => decode_lanes_k::<5, true>(code, &mut readers, &mut outs),
+        (12, true) => decode_lanes_k::<4, false>(code, &mut readers, &mut outs),
+        (12..=14, _) => decode_lanes_k::<4, true>(code, &mut readers, &mut outs),
+        _ => decode_lanes_k::<3, true>(code, &mut readers, &mut outs),
     }
     .map_err(|()| bad())?;
     // Each lane must end inside its last byte: a lane that needed bytes past its end, or left whole
