@@ -240,21 +240,27 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
     })
 }
 
+/// The frame header for `data` (fingerprint `None` marks a three-stage frame).
+fn header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u32>, opts: EncodeOptions) -> Vec<u8> {
+    let info = FrameInfo {
+        dtype,
+        layout,
+        elements: (data.len() / dtype.size()) as u64,
+        fingerprint,
+        checksum: opts.checksum.then(|| crc32fast::hash(data)),
+        header_len: 0,
+    };
+    let mut out = Vec::with_capacity(crate::frame::MAX_HEADER_BYTES);
+    info.write(&mut out);
+    out
+}
+
 /// Encodes tensor bytes `data` (elements of `book.dtype()`, little-endian) with `book` into `out`,
 /// which must hold at least [`max_frame_len`] bytes. Returns the frame's length.
 pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
     let (dtype, layout) = (book.dtype(), book.layout());
     check_out(dtype, layout, data, out)?;
-    let info = FrameInfo {
-        dtype,
-        layout,
-        elements: (data.len() / dtype.size()) as u64,
-        fingerprint: Some(book.fingerprint().0 as u32),
-        checksum: opts.checksum.then(|| crc32fast::hash(data)),
-        header_len: 0,
-    };
-    let mut header = Vec::with_capacity(crate::frame::MAX_HEADER_BYTES);
-    info.write(&mut header);
+    let header = header(dtype, layout, data, Some(book.fingerprint().0 as u32), opts);
     out[..header.len()].copy_from_slice(&header);
     let codes: Vec<&StreamCode> = book.streams().iter().collect();
     Ok(encode_chunks(&codes, dtype, layout, data, out, header.len(), opts))
@@ -277,16 +283,7 @@ pub const THREE_STAGE_MAX_LEN: u32 = 15;
 pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: EncodeOptions) -> Result<Vec<u8>, EncodeError> {
     let hists = stream_histograms(dtype, layout, data)?;
     let mut out = vec![0u8; max_frame_len(dtype, layout, data.len())];
-    let info = FrameInfo {
-        dtype,
-        layout,
-        elements: (data.len() / dtype.size()) as u64,
-        fingerprint: None,
-        checksum: opts.checksum.then(|| crc32fast::hash(data)),
-        header_len: 0,
-    };
-    let mut header = Vec::new();
-    info.write(&mut header);
+    let mut header = header(dtype, layout, data, None, opts);
     let mut codes = Vec::new();
     for h in &hists {
         let lengths = huffman::limited_lengths(&h.counts, THREE_STAGE_MAX_LEN).expect("256 symbols fit 15 bits");

@@ -269,9 +269,6 @@ pub fn stream_histograms(
     }
     let mut sym = vec![0u8; data.len()];
     crate::layout::to_symbols(dtype, layout, data, &mut sym)?;
-    Ok(sym.chunks(data.len() / k).map(Histogram::of).collect::<Vec<_>>())
-        .map(|mut v| {
-            v.resize(k, Histogram::new()); // an empty tensor has no chunks
-            v
-        })
+    let n = data.len() / k;
+    Ok((0..k).map(|s| Histogram::of(&sym[s * n..(s + 1) * n])).collect())
 }
