@@ -166,6 +166,8 @@ pub struct StreamCode {
     codes: [u16; 256],
     encode: [u32; 256],
     decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
+    /// Two-symbol decode table (see [`StreamCode::pair_table`]).
+    pairs: Box<[u32; 1 << DECODE_TABLE_BITS]>,
     long: LongCodes,
     max_len: u32,
     /// Complete code with every code ≤ DECODE_TABLE_BITS: every primary-table entry is a symbol.
@@ -186,6 +188,29 @@ impl PartialEq for StreamCode {
     fn eq(&self, other: &Self) -> bool {
         self.lengths == other.lengths
     }
+}
+
+/// Builds the two-symbol table from the primary one: after the first code of length `l1`, the
+/// remaining `DECODE_TABLE_BITS − l1` bits of the index are the start of the next code, which
+/// counts only if its length fits in them (the primary entry for those bits, padded with zeros, is
+/// then the right one whatever the padding).
+fn pair_table(decode: &[u16; 1 << DECODE_TABLE_BITS]) -> Box<[u32; 1 << DECODE_TABLE_BITS]> {
+    let mut pairs = Box::new([0u32; 1 << DECODE_TABLE_BITS]);
+    for (i, p) in pairs.iter_mut().enumerate() {
+        let first = decode[i];
+        let l1 = u32::from(first >> 8);
+        if l1 == 0 {
+            continue;
+        }
+        let second = decode[i >> l1];
+        let l2 = u32::from(second >> 8);
+        *p = if l2 != 0 && l1 + l2 <= DECODE_TABLE_BITS {
+            (l1 + l2) | (2 << 6) | (u32::from(first & 0xff) << 16) | (u32::from(second & 0xff) << 24)
+        } else {
+            l1 | (1 << 6) | (u32::from(first & 0xff) << 16)
+        };
+    }
+    pairs
 }
 
 impl StreamCode {
@@ -235,7 +260,8 @@ impl StreamCode {
             }
         }
         let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
-        StreamCode { lengths, codes, encode, decode, long, max_len, single_lookup, fingerprint }
+        let pairs = pair_table(&decode);
+        StreamCode { lengths, codes, encode, decode, pairs, long, max_len, single_lookup, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -261,6 +287,18 @@ impl StreamCode {
     #[inline]
     pub fn decode_table(&self) -> &[u16; 1 << DECODE_TABLE_BITS] {
         &self.decode
+    }
+
+    /// Two-symbol decode table, indexed like [`StreamCode::decode_table`]: the next one or two
+    /// symbols whose codes fit in [`DECODE_TABLE_BITS`] bits together. Entry: bits consumed in bits
+    /// 0..6, symbol count in bits 6..8, the symbols in bits 16..32 (the second is 0 when there is
+    /// one); an entry of 0 marks a longer code or a pattern that starts no code, as in the primary
+    /// table. Pairs halve the lookups when codes are short, which is where decoding spends its
+    /// time; the bit count sits in the low bits so that a shift by the entry itself (x86 shifts use
+    /// the count's low 6 bits) consumes the bits without first extracting it.
+    #[inline]
+    pub fn pair_table(&self) -> &[u32; 1 << DECODE_TABLE_BITS] {
+        &self.pairs
     }
 
     /// Decodes a code longer than [`DECODE_TABLE_BITS`] from the low bits of `bits` (LSB-first):
@@ -502,6 +540,33 @@ mod tests {
                 assert_eq!(s.decode_long(bits), Some((sym as u8, len)));
             }
         }
+        }
+    }
+
+    #[test]
+    fn pair_table_decodes_every_short_pair() {
+        for max_len in [9, 11, 16] {
+            let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], max_len).unwrap();
+            let s = &book.streams()[0];
+            let mut pairs_seen = 0;
+            for a in 0..256usize {
+                for b in 0..256usize {
+                    let (ea, eb) = (s.encode_table()[a], s.encode_table()[b]);
+                    let (la, lb) = (ea >> 16, eb >> 16);
+                    let bits = u64::from(ea & 0xffff) | (u64::from(eb & 0xffff) << la) | (u64::MAX << (la + lb));
+                    let p = s.pair_table()[(bits & 0xfff) as usize];
+                    let (syms, used, count) = (p >> 16, p & 63, (p >> 6) & 3);
+                    if la > DECODE_TABLE_BITS {
+                        assert_eq!(count, 0, "long codes go to the slow path");
+                    } else if la + lb <= DECODE_TABLE_BITS {
+                        assert_eq!((count, used, syms), (2, la + lb, (a | b << 8) as u32));
+                        pairs_seen += 1;
+                    } else {
+                        assert_eq!((count, used, syms & 0xff), (1, la, a as u32));
+                    }
+                }
+            }
+            assert!(pairs_seen > 0);
         }
     }
 

@@ -25,12 +25,24 @@ impl<'a> LaneReader<'a> {
         LaneReader { buf, pos: 0, bits: 0, n: 0 }
     }
 
+    /// A reader positioned `bit` bits into `buf`.
+    fn at_bit(buf: &'a [u8], bit: usize) -> Self {
+        let mut r = LaneReader { buf, pos: bit / 8, bits: 0, n: 0 };
+        r.refill_slow();
+        let skip = (bit % 8) as u32;
+        r.bits >>= skip;
+        r.n -= skip;
+        r
+    }
+
     /// Tops the buffer up to ≥ 56 bits ("variant 4" of F. Giesen's "Reading bits in far too many
     /// ways": load 8 bytes, keep what fits, advance by the whole bytes kept), reading zeros past the
     /// end of the lane. The fast loop in `decode_lanes_k` does the same with one unchecked-length load.
     fn refill_slow(&mut self) {
         let mut w = [0u8; 8];
-        if self.pos < self.buf.len() {
+        if let Some(bytes) = self.buf.get(self.pos..self.pos + 8) {
+            w.copy_from_slice(bytes);
+        } else if self.pos < self.buf.len() {
             let avail = (self.buf.len() - self.pos).min(8);
             w[..avail].copy_from_slice(&self.buf[self.pos..self.pos + avail]);
         }
@@ -59,88 +71,158 @@ impl<'a> LaneReader<'a> {
     }
 }
 
-/// Decodes one lane entirely through the careful path.
+/// Decodes the rest of one lane with checked reads and writes (two symbols a lookup where they
+/// fit, so that lanes left long by the lockstep loop are not slow).
 fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8]) -> Result<(), ()> {
-    for o in out {
+    let pairs = code.pair_table();
+    let mut w = 0;
+    while w < out.len() {
         if r.n < 16 {
             r.refill_slow();
         }
-        *o = r.decode(code)?;
+        let e = pairs[(r.bits & TABLE_MASK) as usize];
+        if e != 0 && w + 2 <= out.len() {
+            out[w..w + 2].copy_from_slice(&((e >> 16) as u16).to_le_bytes());
+            w += ((e >> 6) & 3) as usize;
+            r.bits >>= e & 63;
+            r.n -= e & 63;
+        } else {
+            out[w] = r.decode(code)?;
+            w += 1;
+        }
     }
     Ok(())
 }
 
-/// Decodes four lanes in lockstep while all can refill with one load, then finishes each lane on
-/// the careful path. `K · max_len ≤ 56` symbols are decoded per refill.
+/// Decodes four lanes in lockstep, then finishes each lane on the careful path.
 ///
-/// The four lanes' states live in local variables, not in the `readers` array: kept in memory,
-/// every symbol paid a store-to-load round trip on its lane's bit buffer, which halved speed.
+/// Each lane's state is a read position `p` and the bits `c` already consumed past it. A round
+/// moves `p` over the whole bytes consumed, loads the next 8 bytes (≥ 57 unread bits) and takes
+/// `K` steps; a step looks the next [`DECODE_TABLE_BITS`] bits up in the two-symbol table and
+/// stores two bytes (the second is overwritten by the next step when only one symbol was decoded).
+/// `K` steps of at most `max(DECODE_TABLE_BITS, max_len)` bits fit in 56 bits.
+///
+/// Bounds are checked once per batch of rounds, not per symbol: a round advances `p` by ≤ 7 bytes
+/// and reads 8 bytes there, and writes ≤ `2·K` bytes of output, so the number of rounds that stay
+/// inside every lane's input and output is computed up front. Per-access checks cost 35% of
+/// decode speed (perf annotate showed bounds tests and the spills they caused dominating the loop).
 #[inline(always)]
 fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    let table = code.decode_table();
-    let q = outs[0].len(); // lanes 0..3 have q symbols, the last q + remainder
-    let [r0, r1, r2, r3] = readers;
-    let [o0, o1, o2, o3] = outs;
-    let (l0, l1, l2, l3) = (r0.buf.len(), r1.buf.len(), r2.buf.len(), r3.buf.len());
-    let (mut b0, mut b1, mut b2, mut b3) = (r0.bits, r1.bits, r2.bits, r3.bits);
-    let (mut n0, mut n1, mut n2, mut n3) = (r0.n, r1.n, r2.n, r3.n);
-    let (mut p0, mut p1, mut p2, mut p3) = (r0.pos, r1.pos, r2.pos, r3.pos);
+    let table = code.pair_table();
+    let mut p = [0usize; LANES];
+    let mut c = [0u32; LANES];
+    let mut w = [0usize; LANES];
+    let ins: [&[u8]; LANES] = [readers[0].buf, readers[1].buf, readers[2].buf, readers[3].buf];
     let mut bad = false;
-    macro_rules! refill {
-        ($buf:expr, $b:ident, $n:ident, $p:ident) => {
-            let w = u64::from_le_bytes($buf[$p..$p + 8].try_into().expect("8 bytes"));
-            $b |= w << $n;
-            $p += ((63 - $n) >> 3) as usize;
-            $n |= 56;
-        };
-    }
-    macro_rules! step {
-        ($b:ident, $n:ident, $o:ident, $j:expr) => {
-            let e = table[($b & TABLE_MASK) as usize];
-            let mut len = u32::from(e >> 8);
-            let mut sym = e as u8;
-            if CHECK && len == 0 {
-                match code.decode_long($b) {
-                    Some((s, l)) => (sym, len) = (s, l),
-                    None => {
-                        bad = true;
-                        len = 1;
+    loop {
+        let mut rounds = usize::MAX;
+        for l in 0..LANES {
+            let unread = ins[l].len() - p[l];
+            let room = outs[l].len() - w[l];
+            rounds = rounds.min(unread.saturating_sub(8) / 7).min(room / (2 * K));
+        }
+        if rounds == 0 {
+            break;
+        }
+        // Positions as pointers: four lanes' state is already more than x86-64's registers hold.
+        let [mut p0, mut p1, mut p2, mut p3] = [0, 1, 2, 3].map(|l| ins[l][p[l]..].as_ptr());
+        let [mut w0, mut w1, mut w2, mut w3] = [0, 1, 2, 3].map(|l| outs[l][w[l]..].as_mut_ptr());
+        let [mut c0, mut c1, mut c2, mut c3] = c;
+        macro_rules! refill {
+            ($p:ident, $c:ident) => {{
+                // SAFETY: `rounds` was chosen so that this round's read, at ≤ 7 bytes a round past
+                // the batch's start position, ends inside the lane.
+                unsafe {
+                    $p = $p.add(($c >> 3) as usize);
+                    $c &= 7;
+                    u64::from_le($p.cast::<u64>().read_unaligned()) >> $c
+                }
+            }};
+        }
+        // The dependency chain from one symbol to the next is mask → table load → shift; the bit
+        // and output counts are updated off that chain.
+        macro_rules! step {
+            ($bits:ident, $c:ident, $w:ident) => {
+                let e = table[($bits & TABLE_MASK) as usize];
+                let (mut syms, mut used, mut count) = ((e >> 16) as u16, e & 63, ((e >> 6) & 3) as usize);
+                if CHECK && e == 0 {
+                    match code.decode_long($bits) {
+                        Some((s, l)) => (syms, used, count) = (u16::from(s), l, 1),
+                        None => {
+                            bad = true;
+                            (used, count) = (1, 1);
+                        }
                     }
                 }
+                // SAFETY: `rounds` was chosen so that a round's `2·K` bytes of output, from the
+                // batch's start position, fit in the lane's output; a step writes at most 2.
+                unsafe {
+                    $w.cast::<[u8; 2]>().write_unaligned(syms.to_le_bytes());
+                    $w = $w.add(count);
+                }
+                $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e) };
+                $c += used;
+            };
+        }
+        for _ in 0..rounds {
+            let mut b0 = refill!(p0, c0);
+            let mut b1 = refill!(p1, c1);
+            let mut b2 = refill!(p2, c2);
+            let mut b3 = refill!(p3, c3);
+            for _ in 0..K {
+                step!(b0, c0, w0);
+                step!(b1, c1, w1);
+                step!(b2, c2, w2);
+                step!(b3, c3, w3);
             }
-            $b >>= len;
-            $n -= len;
-            $o[$j] = sym;
-        };
-    }
-    let mut round = 0;
-    // Every refill loads 8 bytes: run while each lane has them.
-    while round < q / K && p0 + 8 <= l0 && p1 + 8 <= l1 && p2 + 8 <= l2 && p3 + 8 <= l3 {
-        let i = round * K;
-        round += 1;
-        let (w0, w1, w2, w3) = (&mut o0[i..i + K], &mut o1[i..i + K], &mut o2[i..i + K], &mut o3[i..i + K]);
-        refill!(r0.buf, b0, n0, p0);
-        refill!(r1.buf, b1, n1, p1);
-        refill!(r2.buf, b2, n2, p2);
-        refill!(r3.buf, b3, n3, p3);
-        for j in 0..K {
-            step!(b0, n0, w0, j);
-            step!(b1, n1, w1, j);
-            step!(b2, n2, w2, j);
-            step!(b3, n3, w3, j);
+        }
+        // SAFETY: both pointers of each pair point into (or one past) the same lane buffer.
+        unsafe {
+            for (l, &pl) in [p0, p1, p2, p3].iter().enumerate() {
+                p[l] = pl.offset_from(ins[l].as_ptr()) as usize;
+            }
+            for (l, &wl) in [w0, w1, w2, w3].iter().enumerate() {
+                w[l] = wl.offset_from(outs[l].as_ptr()) as usize;
+            }
+        }
+        c = [c0, c1, c2, c3];
+        if bad {
+            return Err(());
         }
     }
-    if bad {
-        return Err(());
-    }
-    (r0.bits, r1.bits, r2.bits, r3.bits) = (b0, b1, b2, b3);
-    (r0.n, r1.n, r2.n, r3.n) = (n0, n1, n2, n3);
-    (r0.pos, r1.pos, r2.pos, r3.pos) = (p0, p1, p2, p3);
-    let i = round * K;
-    for (r, out) in [r0, r1, r2, r3].into_iter().zip([o0, o1, o2, o3]) {
-        decode_tail(r, code, &mut out[i..])?;
+    for l in 0..LANES {
+        readers[l] = LaneReader::at_bit(ins[l], p[l] * 8 + c[l] as usize);
+        decode_tail(&mut readers[l], code, &mut outs[l][w[l]..])?;
     }
     Ok(())
+}
+
+/// Picks the loop variant for `code`: codes that always resolve in one lookup skip the slow-path
+/// test, and `K` is the most steps 56 bits allow.
+#[inline(always)]
+fn decode_lanes_generic(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    match (code.max_len(), code.single_lookup()) {
+        (0..=12, true) => decode_lanes_k::<4, false>(code, readers, outs),
+        (0..=14, _) => decode_lanes_k::<4, true>(code, readers, outs),
+        _ => decode_lanes_k::<3, true>(code, readers, outs),
+    }
+}
+
+/// The same loop compiled with BMI2 (`shrx`: variable shifts that need no `cl` register, which
+/// four lanes of state cannot spare). huff0 makes the same run-time choice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+fn decode_lanes_bmi2(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    decode_lanes_generic(code, readers, outs)
+}
+
+fn decode_lanes(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("bmi2") {
+        // SAFETY: the CPU has BMI2, checked just above.
+        return unsafe { decode_lanes_bmi2(code, readers, outs) };
+    }
+    decode_lanes_generic(code, readers, outs)
 }
 
 /// Decodes one coded stream of `out.len()` symbols from `data` (lane sizes, then lanes); returns
@@ -166,15 +248,7 @@ fn decode_coded_stream(code: &StreamCode, data: &[u8], out: &mut [u8], stream: u
     let (o2, o3) = rest.split_at_mut(lens[2]);
     let mut outs = [o0, o1, o2, o3];
     let bad = || DecodeError::Corrupt(format!("stream {stream}: bits that start no code"));
-    // Codes that always resolve in one lookup skip the slow-path test in the hot loop.
-    match (code.max_len(), code.single_lookup()) {
-        (0..=11, true) => decode_lanes_k::<5, false>(code, &mut readers, &mut outs),
-        (0..=11, false) => decode_lanes_k::<5, true>(code, &mut readers, &mut outs),
-        (12, true) => decode_lanes_k::<4, false>(code, &mut readers, &mut outs),
-        (12..=14, _) => decode_lanes_k::<4, true>(code, &mut readers, &mut outs),
-        _ => decode_lanes_k::<3, true>(code, &mut readers, &mut outs),
-    }
-    .map_err(|()| bad())?;
+    decode_lanes(code, &mut readers, &mut outs).map_err(|()| bad())?;
     // Each lane must end inside its last byte: a lane that needed bytes past its end, or left whole
     // bytes unread, was damaged.
     for (l, r) in readers.iter().enumerate() {
