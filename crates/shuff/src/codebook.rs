@@ -168,6 +168,8 @@ pub struct StreamCode {
     decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
     /// Two-symbol decode table (see [`StreamCode::pair_table`]).
     pairs: Box<[u32; 1 << DECODE_TABLE_BITS]>,
+    /// Two-symbol encode table (see [`StreamCode::pair_encode_table`]), built on first use.
+    pair_encode: std::sync::OnceLock<Box<[u32]>>,
     long: LongCodes,
     max_len: u32,
     /// Complete code with every code ≤ DECODE_TABLE_BITS: every primary-table entry is a symbol.
@@ -189,6 +191,9 @@ impl PartialEq for StreamCode {
         self.lengths == other.lengths
     }
 }
+
+/// Longest code for which [`StreamCode::pair_encode_table`] exists (two codes + length in 32 bits).
+pub const PAIR_ENCODE_MAX_LEN: u32 = 12;
 
 /// Builds the two-symbol table from the primary one: after the first code of length `l1`, the
 /// remaining `DECODE_TABLE_BITS − l1` bits of the index are the start of the next code, which
@@ -261,7 +266,7 @@ impl StreamCode {
         }
         let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
         let pairs = pair_table(&decode);
-        StreamCode { lengths, codes, encode, decode, pairs, long, max_len, single_lookup, fingerprint }
+        StreamCode { lengths, codes, encode, decode, pairs, pair_encode: Default::default(), long, max_len, single_lookup, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -299,6 +304,26 @@ impl StreamCode {
     #[inline]
     pub fn pair_table(&self) -> &[u32; 1 << DECODE_TABLE_BITS] {
         &self.pairs
+    }
+
+    /// Two-symbol encode table for codes of at most [`PAIR_ENCODE_MAX_LEN`] bits, indexed by two
+    /// consecutive symbols read as a little-endian `u16`: code length of the pair in bits 0..5,
+    /// the pair's LSB-first code in bits 5..29. One lookup and one bit write per two symbols; the
+    /// table is 256 KiB, so it lives in L2, which is fine for loads whose addresses come straight
+    /// from the input. `None` for longer codes.
+    pub fn pair_encode_table(&self) -> Option<&[u32]> {
+        if self.max_len > PAIR_ENCODE_MAX_LEN {
+            return None;
+        }
+        Some(self.pair_encode.get_or_init(|| {
+            let mut t = vec![0u32; 1 << 16];
+            for (pair, e) in t.iter_mut().enumerate() {
+                let (a, b) = (self.encode[pair & 0xff], self.encode[pair >> 8]);
+                let (la, lb) = (a >> 16, b >> 16);
+                *e = (la + lb) | (((a & 0xffff) | ((b & 0xffff) << la)) << 5);
+            }
+            t.into_boxed_slice()
+        }))
     }
 
     /// Decodes a code longer than [`DECODE_TABLE_BITS`] from the low bits of `bits` (LSB-first):

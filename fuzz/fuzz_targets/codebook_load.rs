@@ -1,0 +1,29 @@
+//! Arbitrary bytes as a codebook set (JSON or binary): loading returns a typed error or a set
+//! whose every codebook is a valid prefix code that survives a save/load round trip and
+//! encodes and decodes data.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shuff::{decode, encode, CodebookSet, EncodeOptions};
+use shuff_fuzz::sample;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&kind, body)) = data.split_first() else { return };
+    let loaded = if kind % 2 == 0 {
+        let Ok(text) = std::str::from_utf8(body) else { return };
+        CodebookSet::from_json(text)
+    } else {
+        CodebookSet::from_bytes(body)
+    };
+    let Ok(set) = loaded else { return };
+    let again = CodebookSet::from_bytes(&set.to_bytes()).expect("a loaded set saves and loads");
+    assert_eq!(again.len(), set.len());
+    for (name, class) in set.classes() {
+        let book = &class.codebook;
+        assert_eq!(again.codebook(name).expect("same classes").fingerprint(), book.fingerprint());
+        let size = book.dtype().size();
+        let tensor = &sample()[..sample().len().min(4096) / size * size];
+        let frame = encode(book, tensor, EncodeOptions::default()).expect("whole elements");
+        assert_eq!(decode(book, &frame).expect("own frame decodes"), tensor);
+    }
+});

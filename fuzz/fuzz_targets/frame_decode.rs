@@ -1,0 +1,24 @@
+//! Arbitrary bytes as a frame: the decoders must return a typed error or a buffer of exactly the
+//! size the header announces, never panic or touch memory outside their buffers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shuff::{decode_into, decode_three_stage_into, FrameInfo};
+use shuff_fuzz::books;
+
+/// Frames announcing more than this are only parsed (a real decoder would refuse them too).
+const MAX_OUT: usize = 1 << 22;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, frame)) = data.split_first() else { return };
+    let Ok(info) = FrameInfo::parse(frame) else { return };
+    let Ok(len) = info.decoded_len() else { return };
+    if len > MAX_OUT {
+        return;
+    }
+    let mut out = vec![0u8; len];
+    let _ = match which % 3 {
+        2 => decode_three_stage_into(frame, &mut out),
+        b => decode_into(&books()[b as usize], frame, &mut out),
+    };
+});
