@@ -192,8 +192,8 @@ impl PartialEq for StreamCode {
     }
 }
 
-/// Longest code for which [`StreamCode::pair_encode_table`] exists (two codes + length in 32 bits).
-pub const PAIR_ENCODE_MAX_LEN: u32 = 12;
+/// Longest pair of codes [`StreamCode::pair_encode_table`] holds (27 code bits + 5 length bits).
+pub const PAIR_ENCODE_MAX_BITS: u32 = 27;
 
 /// Builds the two-symbol table from the primary one: after the first code of length `l1`, the
 /// remaining `DECODE_TABLE_BITS − l1` bits of the index are the start of the next code, which
@@ -306,24 +306,25 @@ impl StreamCode {
         &self.pairs
     }
 
-    /// Two-symbol encode table for codes of at most [`PAIR_ENCODE_MAX_LEN`] bits, indexed by two
-    /// consecutive symbols read as a little-endian `u16`: code length of the pair in bits 0..5,
-    /// the pair's LSB-first code in bits 5..29. One lookup and one bit write per two symbols; the
-    /// table is 256 KiB, so it lives in L2, which is fine for loads whose addresses come straight
-    /// from the input. `None` for longer codes.
-    pub fn pair_encode_table(&self) -> Option<&[u32]> {
-        if self.max_len > PAIR_ENCODE_MAX_LEN {
-            return None;
-        }
-        Some(self.pair_encode.get_or_init(|| {
+    /// Two-symbol encode table, indexed by two consecutive symbols read as a little-endian `u16`:
+    /// code length of the pair in bits 0..5, the pair's LSB-first code in bits 5..32; 0 when the
+    /// pair's codes are longer than [`PAIR_ENCODE_MAX_BITS`] together (rare: only long codes of
+    /// unlikely symbols), which sends the encoder to the one-symbol table. One lookup and one bit
+    /// write per two symbols; the table is 256 KiB, so it lives in L2, which is fine for loads
+    /// whose addresses come straight from the input. Built on first use.
+    pub fn pair_encode_table(&self) -> &[u32; 1 << 16] {
+        let t = self.pair_encode.get_or_init(|| {
             let mut t = vec![0u32; 1 << 16];
             for (pair, e) in t.iter_mut().enumerate() {
                 let (a, b) = (self.encode[pair & 0xff], self.encode[pair >> 8]);
                 let (la, lb) = (a >> 16, b >> 16);
-                *e = (la + lb) | (((a & 0xffff) | ((b & 0xffff) << la)) << 5);
+                if la + lb <= PAIR_ENCODE_MAX_BITS {
+                    *e = (la + lb) | (((a & 0xffff) | ((b & 0xffff) << la)) << 5);
+                }
             }
             t.into_boxed_slice()
-        }))
+        });
+        (**t).try_into().expect("65536 pairs")
     }
 
     /// Decodes a code longer than [`DECODE_TABLE_BITS`] from the low bits of `bits` (LSB-first):

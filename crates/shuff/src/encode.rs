@@ -5,7 +5,7 @@
 //! does not pay, or as one byte when constant. Chunks are independent and, for large messages,
 //! coded in parallel.
 
-use crate::codebook::{partial_stream_code, Codebook, StreamCode};
+use crate::codebook::{partial_stream_code, Codebook, StreamCode, PAIR_ENCODE_MAX_BITS};
 use crate::frame::{max_frame_len, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
 use crate::huffman;
 use crate::layout::{self, MisalignedTensor};
@@ -69,62 +69,54 @@ fn lane_capacity(m: usize) -> usize {
     2 * m + 8
 }
 
-/// Codes `syms` with `table` into `buf` (LSB-first), flushing every `K` symbols; returns the bytes
-/// written. `K · max_len ≤ 56` keeps the 64-bit accumulator from overflowing: after a flush at
-/// most 7 bits are pending.
+/// Codes `syms` into `buf` (LSB-first) and returns the bytes written: `syms` is read two at a time
+/// and looked up in the two-symbol table, with two pairs (≤ 54 bits) between 8-byte flushes, so at
+/// most 7 + 54 bits are ever pending in the 64-bit accumulator. A pair too long for the table is written as two symbols between extra flushes.
 #[inline(always)]
-fn encode_lane<const K: usize>(table: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
-    let (mut bits, mut n, mut pos) = (0u64, 0u32, 0usize);
-    let mut blocks = syms.chunks_exact(K);
-    for block in &mut blocks {
-        for &s in block {
-            let e = table[s as usize];
-            bits |= u64::from(e & 0xffff) << n;
-            n += e >> 16;
-        }
-        buf[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
-        pos += (n >> 3) as usize;
-        bits >>= n & !7;
-        n &= 7;
-    }
-    for &s in blocks.remainder() {
-        let e = table[s as usize];
-        bits |= u64::from(e & 0xffff) << n;
-        n += e >> 16;
-    }
-    // Up to 7 + (K−1)·16 < 64 bits pending: write them all, keep only the bytes that hold bits.
-    buf[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
-    pos + n.div_ceil(8) as usize
-}
-
-/// [`encode_lane`] with the two-symbol table: `syms` is read two at a time, and two pairs (≤ 48
-/// bits) are written between flushes.
-#[inline(always)]
-fn encode_lane_pairs(pairs: &[u32], single: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
-    let pairs: &[u32; 1 << 16] = pairs.try_into().expect("65536 pairs");
-    // Each flush writes 8 bytes at `pos` ≤ (bits coded so far) / 8 ≤ 1.5 · symbols coded so far.
+fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &[u32; 1 << 16], single: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
+    // Each flush writes 8 bytes at `pos` ≤ (bits coded so far) / 8 ≤ 2 · symbols coded so far.
     assert!(buf.len() >= lane_capacity(syms.len()));
     let (mut bits, mut n, mut pos) = (0u64, 0u32, 0usize);
+    macro_rules! flush {
+        () => {
+            // SAFETY: `pos + 8 ≤ 2 · syms.len() + 8 ≤ buf.len()` (asserted above); the checked
+            // store cost ~5% of encode speed.
+            unsafe { buf.as_mut_ptr().add(pos).cast::<[u8; 8]>().write_unaligned(bits.to_le_bytes()) };
+            pos += (n >> 3) as usize;
+            bits >>= n & !7;
+            n &= 7;
+        };
+    }
+    macro_rules! single {
+        ($s:expr) => {
+            let e = single[$s as usize];
+            bits |= u64::from(e & 0xffff) << n;
+            n += e >> 16;
+        };
+    }
     let mut blocks = syms.chunks_exact(4);
     for block in &mut blocks {
         for two in block.chunks_exact(2) {
             let e = pairs[usize::from(u16::from_le_bytes([two[0], two[1]]))];
+            if !ALL_FIT && e == 0 {
+                // ≤ 7 + 27 pending: flush, two codes of ≤ 16 bits, flush.
+                flush!();
+                single!(two[0]);
+                single!(two[1]);
+                flush!();
+                continue;
+            }
             bits |= u64::from(e >> 5) << n;
             n += e & 31;
         }
-        // SAFETY: `pos + 8 ≤ 1.5 · syms.len() + 8 ≤ buf.len()` (asserted above); the checked
-        // store cost ~5% of encode speed.
-        unsafe { buf.as_mut_ptr().add(pos).cast::<[u8; 8]>().write_unaligned(bits.to_le_bytes()) };
-        pos += (n >> 3) as usize;
-        bits >>= n & !7;
-        n &= 7;
+        flush!();
     }
     for &s in blocks.remainder() {
-        let e = single[s as usize];
-        bits |= u64::from(e & 0xffff) << n;
-        n += e >> 16;
+        single!(s);
     }
-    buf[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
+    // ≤ 7 + 48 bits pending: write them all, keep only the bytes that hold bits.
+    // SAFETY: as in `flush!`.
+    unsafe { buf.as_mut_ptr().add(pos).cast::<[u8; 8]>().write_unaligned(bits.to_le_bytes()) };
     pos + n.div_ceil(8) as usize
 }
 
@@ -155,11 +147,11 @@ fn encode_lanes_generic(code: &StreamCode, syms: &[u8], scratch: &mut [u8], cap:
     for (l, (&m, size)) in lens.iter().zip(sizes.iter_mut()).enumerate() {
         let lane = &syms[start..start + m];
         let buf = &mut scratch[l * cap..(l + 1) * cap];
-        *size = match (code.pair_encode_table(), code.max_len()) {
-            (Some(pairs), _) => encode_lane_pairs(pairs, table, lane, buf),
-            (None, 0..=11) => encode_lane::<5>(table, lane, buf),
-            (None, 12..=14) => encode_lane::<4>(table, lane, buf),
-            (None, _) => encode_lane::<3>(table, lane, buf),
+        // When every pair fits the table, the hot loop skips the test for pairs that do not.
+        *size = if 2 * code.max_len() <= PAIR_ENCODE_MAX_BITS {
+            encode_lane_pairs::<true>(code.pair_encode_table(), table, lane, buf)
+        } else {
+            encode_lane_pairs::<false>(code.pair_encode_table(), table, lane, buf)
         };
         start += m;
     }

@@ -219,3 +219,24 @@ proptest! {
         let _ = decode_three_stage_into(&frame, &mut out);
     }
 }
+
+/// Most symbols get 14–16-bit codes, so most pairs are too long for the two-symbol encode table and
+/// take the encoder's slow path; the decoder meets long codes on its slow path too.
+#[test]
+fn long_codes_round_trip_through_the_slow_paths() {
+    let mut h = Histogram::new();
+    for (s, c) in h.counts.iter_mut().enumerate() {
+        *c = 1 << (40 - s.min(40));
+    }
+    let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[h.distribution().unwrap()], 16).unwrap();
+    let code = &book.streams()[0];
+    let long_pairs = code.pair_encode_table().iter().filter(|&&e| e == 0).count();
+    assert!(long_pairs > 30_000, "{long_pairs} pairs do not fit the table");
+    // Every symbol, in every order of pairs, plus runs of short codes between them.
+    let mut data: Vec<u8> = (0..=255u8).flat_map(|a| (0..=255u8).flat_map(move |b| [a, b, 0, 1])).collect();
+    data.truncate(data.len() - 3);
+    for checksum in [false, true] {
+        let frame = encode(&book, &data, opts(checksum)).unwrap();
+        assert_eq!(decode(&book, &frame).unwrap(), data);
+    }
+}
