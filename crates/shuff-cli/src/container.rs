@@ -60,14 +60,14 @@ pub fn encode_file(file: &[u8], set: &CodebookSet, class: &str, filter: Option<&
     Ok((out, coded))
 }
 
-fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize, what: &str) -> Result<&'a [u8]> {
+pub(crate) fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize, what: &str) -> Result<&'a [u8]> {
     let end = pos.checked_add(n).filter(|&e| e <= buf.len()).with_context(|| format!("truncated shuff file: {what}"))?;
     let s = &buf[*pos..end];
     *pos = end;
     Ok(s)
 }
 
-fn u64_at(buf: &[u8], pos: &mut usize, what: &str) -> Result<usize> {
+pub(crate) fn u64_at(buf: &[u8], pos: &mut usize, what: &str) -> Result<usize> {
     let v = u64::from_le_bytes(take(buf, pos, 8, what)?.try_into().expect("8 bytes"));
     usize::try_from(v).with_context(|| format!("{what} is too large"))
 }

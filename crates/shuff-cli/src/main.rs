@@ -4,6 +4,7 @@ mod bench;
 mod container;
 mod huff0;
 mod measure;
+mod model;
 mod tensors;
 
 use anyhow::{bail, Context, Result};
@@ -152,6 +153,39 @@ enum Command {
         /// Restored safetensors file.
         output: PathBuf,
     },
+    /// Compress a whole safetensors model file into a self-contained `.shuff` file that carries its
+    /// codebooks. Without `--book`, tensors are grouped by name with layer numbers taken out, and
+    /// each group gets its own codebook in whichever layout codes it smallest.
+    Compress {
+        /// Use this codebook set's classes (by their selectors) instead of training from the file.
+        #[arg(long)]
+        book: Option<PathBuf>,
+        /// Output file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Input safetensors file.
+        input: PathBuf,
+    },
+    /// Restore the original safetensors file from `shuff compress` output, bit for bit (checked
+    /// with CRC-32s per tensor and for the whole file).
+    Decompress {
+        /// Output safetensors file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// File written by `shuff compress`.
+        input: PathBuf,
+    },
+    /// List the tensors of a `shuff compress` file: class, layout, sizes and ratio.
+    Inspect {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// File written by `shuff compress`.
+        input: PathBuf,
+    },
     /// Convert a codebook set between its forms: JSON, compact binary, C header.
     Export {
         /// Codebook set (JSON or binary).
@@ -272,6 +306,43 @@ fn run(cli: Cli) -> Result<()> {
             let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let restored = container::decode_file(&data, &set).with_context(|| format!("decoding {}", input.display()))?;
             write_atomic(&output, &restored)
+        }
+        Command::Compress { book, output, quiet, input } => {
+            let set = book.as_deref().map(load_book).transpose()?;
+            let file = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let name = input.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+            let t = std::time::Instant::now();
+            let c = model::compress(&file, set.as_ref(), &name, !quiet).with_context(|| format!("compressing {}", input.display()))?;
+            let secs = t.elapsed().as_secs_f64();
+            write_atomic(&output, &c.bytes)?;
+            eprintln!(
+                "{}: {} tensors in {} classes, {} → {} bytes (ratio {:.3}, {:.2}% smaller) in {:.2} s ({:.0} MB/s)",
+                input.display(),
+                c.tensors,
+                c.classes,
+                file.len(),
+                c.bytes.len(),
+                file.len() as f64 / c.bytes.len() as f64,
+                100.0 * (1.0 - c.bytes.len() as f64 / file.len() as f64),
+                secs,
+                file.len() as f64 / secs / 1e6
+            );
+            Ok(())
+        }
+        Command::Decompress { output, input } => {
+            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let restored = model::decompress(&data).with_context(|| format!("decompressing {}", input.display()))?;
+            write_atomic(&output, &restored)
+        }
+        Command::Inspect { json, input } => {
+            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let rows = model::inspect(&data).with_context(|| format!("reading {}", input.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                model::print_inspect(&rows, data.len());
+            }
+            Ok(())
         }
         Command::Export { book, format, output } => {
             let set = load_book(&book)?;

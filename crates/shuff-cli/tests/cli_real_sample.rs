@@ -144,3 +144,68 @@ fn encode_then_decode_restores_the_file_bit_for_bit() {
     let (ok, _, err) = shuff(&["decode", "--book", &other.display().to_string(), &enc.display().to_string(), &dec.display().to_string()]);
     assert!(!ok && err.contains("not in this codebook set"), "{err}");
 }
+
+/// SHA-256 of a file, from coreutils, so the check does not trust our own code.
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn compress_then_decompress_restores_model_files_bit_for_bit() {
+    let whisper = repo().join("tests/data/whisper-sample.safetensors");
+    for (i, input) in [whisper, PathBuf::from(sample(2))].into_iter().enumerate() {
+        let (packed, restored) = (tmp(&format!("model{i}.shuff")), tmp(&format!("model{i}.safetensors")));
+        let (ok, _, err) = shuff(&["compress", "-q", "-o", &packed.display().to_string(), &input.display().to_string()]);
+        assert!(ok, "{err}");
+        let (orig, comp) = (std::fs::metadata(&input).unwrap().len(), std::fs::metadata(&packed).unwrap().len());
+        assert!(comp * 10 < orig * 9, "{} → {comp} bytes: less than 10% smaller", orig);
+        let (ok, _, err) = shuff(&["decompress", "-o", &restored.display().to_string(), &packed.display().to_string()]);
+        assert!(ok, "{err}");
+        assert_eq!(sha256(&restored), sha256(&input));
+
+        // inspect accounts for every byte of the data area.
+        let (ok, out, err) = shuff(&["inspect", "--json", &packed.display().to_string()]);
+        assert!(ok, "{err}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let original: u64 = rows.as_array().unwrap().iter().map(|r| r["original_bytes"].as_u64().unwrap()).sum();
+        let header = 8 + u64::from_le_bytes(std::fs::read(&input).unwrap()[..8].try_into().unwrap());
+        assert_eq!(original + header, orig);
+
+        // Damage anywhere is reported, never written out as a model file.
+        let mut bytes = std::fs::read(&packed).unwrap();
+        for pos in [9, bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
+            bytes[pos] ^= 0x40;
+            let bad = tmp(&format!("bad{i}.shuff"));
+            std::fs::write(&bad, &bytes).unwrap();
+            let out = tmp(&format!("bad{i}.safetensors"));
+            let (ok, _, err) = shuff(&["decompress", "-o", &out.display().to_string(), &bad.display().to_string()]);
+            assert!(!ok && err.contains("error:"), "damage at {pos} not detected");
+            assert!(!out.exists(), "a damaged file must not produce output");
+            bytes[pos] ^= 0x40;
+        }
+    }
+}
+
+#[test]
+fn compress_with_a_trained_book_uses_its_classes() {
+    let book = tmp("compress-book.json");
+    train("exponent", &book);
+    let packed = tmp("withbook.shuff");
+    let (ok, _, err) = shuff(&["compress", "-q", "--book", &book.display().to_string(), "-o", &packed.display().to_string(), &sample(4)]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = shuff(&["inspect", "--json", &packed.display().to_string()]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for r in rows.as_array().unwrap() {
+        let name = r["tensor"].as_str().unwrap();
+        if name.contains("ffn1_act.x") {
+            assert_eq!(r["class"], "ffn1_act", "{name}");
+            assert_eq!(r["layout"], "exponent");
+        }
+    }
+    let restored = tmp("withbook.safetensors");
+    let (ok, _, err) = shuff(&["decompress", "-o", &restored.display().to_string(), &packed.display().to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(sha256(&restored), sha256(Path::new(&sample(4))));
+}
