@@ -209,3 +209,48 @@ fn compress_with_a_trained_book_uses_its_classes() {
     assert!(ok, "{err}");
     assert_eq!(sha256(&restored), sha256(Path::new(&sample(4))));
 }
+
+#[test]
+fn analyze_matches_eval_exactly_and_writes_a_report() {
+    let dir = tmp("analyze");
+    let mut args = vec!["analyze".to_string(), "-o".into(), dir.display().to_string()];
+    args.extend((0..5).map(sample));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, table, err) = shuff(&args);
+    assert!(ok, "{err}");
+    assert!(table.contains("| ffn1_act |") && table.contains("exponent layout"), "{table}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    for layout in report["layouts"].as_array().unwrap() {
+        let name = layout["layout"].as_str().unwrap();
+        // The codebooks analyze trained, measured by eval on the held-out step.
+        let eval = eval_json_with(&dir.join(format!("book-{name}.json")), &[]);
+        let classes = layout["classes"].as_object().unwrap();
+        assert_eq!(classes.len(), 6);
+        for (class, c) in classes {
+            let e = &eval["classes"][class]["sizes"];
+            for field in ["original_bits", "huffman_bits", "huffman_code_bits", "fixed_bits", "shannon_bits", "messages"] {
+                assert_eq!(c["sizes"][field], e[field], "{name}/{class}/{field}");
+            }
+            // Curves the plots draw: a point per step distance and per max length 8..=16.
+            assert_eq!(c["excess_by_distance"].as_array().unwrap().len(), 4);
+            assert_eq!(c["by_max_len"].as_array().unwrap().len(), 9);
+            let kl = &c["kl_steps"][1];
+            assert!((0..5).all(|i| kl[i][i].as_f64().unwrap().abs() < 1e-12), "KL of a step with itself is 0");
+        }
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    // Per layout: 3 summary plots; per class: 3 heatmaps, a distribution plot, a code-length plot.
+    assert_eq!(html.matches("<svg").count(), 2 * (3 + 6 * 5));
+    assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("drift and code length"));
+}
+
+#[test]
+fn demo_runs_end_to_end_on_the_committed_sample() {
+    let dir = tmp("demo");
+    let (ok, out, err) = shuff(&["demo", "-o", &dir.display().to_string()]);
+    assert!(ok, "{err}");
+    for needle in ["bytes layout", "exponent layout", "restored bit for bit", "huff0", "report.html"] {
+        assert!(out.contains(needle), "demo output lacks `{needle}`:\n{out}");
+    }
+    assert!(dir.join("report.html").exists());
+}
