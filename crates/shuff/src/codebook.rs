@@ -168,6 +168,9 @@ pub struct StreamCode {
     decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
     /// Two-symbol decode table (see [`StreamCode::pair_table`]).
     pairs: Box<[u32; 1 << DECODE_TABLE_BITS]>,
+    /// Four-symbol decode table (see [`StreamCode::quad_table`]), for streams where it decodes
+    /// more symbols per lookup than the pair table.
+    quads: Option<Box<[u64; 1 << QUAD_TABLE_BITS]>>,
     /// Two-symbol encode table (see [`StreamCode::pair_encode_table`]), built on first use.
     pair_encode: std::sync::OnceLock<Box<[u32]>>,
     long: LongCodes,
@@ -190,6 +193,40 @@ impl PartialEq for StreamCode {
     fn eq(&self, other: &Self) -> bool {
         self.lengths == other.lengths
     }
+}
+
+/// Index bits of [`StreamCode::quad_table`]: 2^11 entries of 8 bytes, 16 KiB, half of L1.
+pub const QUAD_TABLE_BITS: u32 = 11;
+
+/// Builds the four-symbol table if it pays: on a coded stream the next bits are close to uniform,
+/// so the mean symbol count over all entries is the symbols a lookup yields. Skewed streams
+/// (exponents: 1–3-bit codes) get ~4 per lookup instead of 2; byte streams with 6–9-bit codes gain
+/// nothing and keep the smaller pair table.
+fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[u32; 1 << DECODE_TABLE_BITS]) -> Option<Box<[u64; 1 << QUAD_TABLE_BITS]>> {
+    let mut quads = Box::new([0u64; 1 << QUAD_TABLE_BITS]);
+    let mut quad_symbols = 0u64;
+    for (i, q) in quads.iter_mut().enumerate() {
+        let (mut used, mut syms) = (0u32, 0u64);
+        let mut count = 0;
+        while count < 4 {
+            // Unknown bits above the window read as zeros: a code counts only if it fits.
+            let e = decode[(i >> used) & ((1 << DECODE_TABLE_BITS) - 1)];
+            let len = u32::from(e >> 8);
+            if len == 0 || used + len > QUAD_TABLE_BITS {
+                break;
+            }
+            syms |= u64::from(e & 0xff) << (8 * count);
+            used += len;
+            count += 1;
+        }
+        quad_symbols += count;
+        if count > 0 {
+            *q = u64::from(used) | (count << 6) | (syms << 32);
+        }
+    }
+    let pair_symbols: u64 = pairs.iter().map(|&e| u64::from((e >> 6) & 3)).sum();
+    // Compare per entry: the pair table has twice as many entries.
+    (quad_symbols * 2 > pair_symbols * 5 / 4).then_some(quads)
 }
 
 /// Longest pair of codes [`StreamCode::pair_encode_table`] holds (27 code bits + 5 length bits).
@@ -266,7 +303,8 @@ impl StreamCode {
         }
         let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
         let pairs = pair_table(&decode);
-        StreamCode { lengths, codes, encode, decode, pairs, pair_encode: Default::default(), long, max_len, single_lookup, fingerprint }
+        let quads = quad_table(&decode, &pairs);
+        StreamCode { lengths, codes, encode, decode, pairs, quads, pair_encode: Default::default(), long, max_len, single_lookup, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -304,6 +342,15 @@ impl StreamCode {
     #[inline]
     pub fn pair_table(&self) -> &[u32; 1 << DECODE_TABLE_BITS] {
         &self.pairs
+    }
+
+    /// Four-symbol decode table, indexed by the next [`QUAD_TABLE_BITS`] bits: bits consumed in
+    /// bits 0..6, symbol count (up to 4) in bits 6..9, the symbols in bits 32..64; 0 marks a code
+    /// that does not fit the window (decode it with [`StreamCode::decode_long`]). `None` where the
+    /// pair table decodes as many symbols per lookup.
+    #[inline]
+    pub fn quad_table(&self) -> Option<&[u64; 1 << QUAD_TABLE_BITS]> {
+        self.quads.as_deref()
     }
 
     /// Two-symbol encode table, indexed by two consecutive symbols read as a little-endian `u16`:
@@ -593,6 +640,50 @@ mod tests {
                 }
             }
             assert!(pairs_seen > 0);
+        }
+    }
+
+    #[test]
+    fn quad_table_decodes_up_to_four_symbols_that_fit() {
+        // Exponent-like: a few very short codes, the rest long.
+        let mut h = Histogram::new();
+        for (s, c) in h.counts.iter_mut().enumerate() {
+            *c = 1 << (40 - (s as u32 * 3).min(40));
+        }
+        let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[h.distribution().unwrap()], 16).unwrap();
+        let s = &book.streams()[0];
+        let quads = s.quad_table().expect("a skewed stream gets the quad table");
+        let skewed_pairs = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 11).unwrap();
+        assert!(skewed_pairs.streams()[0].quad_table().is_none(), "8-bit-ish codes keep the pair table");
+        let mut rng = 0x1234_5678_u64;
+        for _ in 0..20_000 {
+            // Four random symbols, mostly short ones, then random bits.
+            let mut syms = [0usize; 4];
+            let (mut bits, mut n) = (0u64, 0u32);
+            for v in &mut syms {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *v = ((rng >> 33) % 256) as usize % if rng >> 60 == 0 { 256 } else { 4 };
+                let e = s.encode_table()[*v];
+                bits |= u64::from(e & 0xffff) << n;
+                n += e >> 16;
+            }
+            bits |= (rng >> 7) << n.min(63);
+            let q = quads[(bits & ((1 << QUAD_TABLE_BITS) - 1)) as usize];
+            let (used, count) = ((q & 63) as u32, ((q >> 6) & 7) as usize);
+            // Greedy: as many leading codes as fit in the window, up to four.
+            let (mut fit, mut total) = (0, 0);
+            for &v in &syms {
+                let l = u32::from(s.lengths()[v]);
+                if total + l > QUAD_TABLE_BITS {
+                    break;
+                }
+                total += l;
+                fit += 1;
+            }
+            assert_eq!((count, used), (fit, total), "{syms:?}");
+            for (k, &v) in syms.iter().enumerate().take(count) {
+                assert_eq!(((q >> (32 + 8 * k)) & 0xff) as usize, v);
+            }
         }
     }
 

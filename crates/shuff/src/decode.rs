@@ -2,13 +2,14 @@
 //! bounds-checked or go through a zero-padded slow path, output writes are bounded by the element
 //! count in the header, and inconsistencies are typed errors.
 
-use crate::codebook::{partial_stream_code, Codebook, StreamCode, DECODE_TABLE_BITS};
+use crate::codebook::{partial_stream_code, Codebook, StreamCode, DECODE_TABLE_BITS, QUAD_TABLE_BITS};
 use crate::encode::{lane_lengths, SCRATCH};
 use crate::frame::{read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
 use crate::layout;
 use crate::{DType, Layout};
 
 const TABLE_MASK: u64 = (1 << DECODE_TABLE_BITS) - 1;
+const QUAD_MASK: u64 = (1 << QUAD_TABLE_BITS) - 1;
 
 /// An LSB-first bit reader over one lane. `pos` may run past the end of `buf`: bytes there read as
 /// zeros, and the final check catches a lane that needed them.
@@ -107,8 +108,11 @@ fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8]) -> Result<
 /// inside every lane's input and output is computed up front. Per-access checks cost 35% of
 /// decode speed (perf annotate showed bounds tests and the spills they caused dominating the loop).
 #[inline(always)]
-fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let table = code.pair_table();
+    let quads = if QUAD { code.quad_table().expect("QUAD only for streams with a quad table") } else { &[0u64; 1 << QUAD_TABLE_BITS] };
+    // Bytes a step may store.
+    let store = if QUAD { 4 } else { 2 };
     let mut p = [0usize; LANES];
     let mut c = [0u32; LANES];
     let mut w = [0usize; LANES];
@@ -119,7 +123,7 @@ fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers:
         for l in 0..LANES {
             let unread = ins[l].len() - p[l];
             let room = outs[l].len() - w[l];
-            rounds = rounds.min(unread.saturating_sub(8) / 7).min(room / (2 * K));
+            rounds = rounds.min(unread.saturating_sub(8) / 7).min(room / (store * K));
         }
         if rounds == 0 {
             break;
@@ -143,24 +147,36 @@ fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers:
         // and output counts are updated off that chain.
         macro_rules! step {
             ($bits:ident, $c:ident, $w:ident) => {
-                let e = table[($bits & TABLE_MASK) as usize];
-                let (mut syms, mut used, mut count) = ((e >> 16) as u16, e & 63, ((e >> 6) & 3) as usize);
-                if CHECK && e == 0 {
+                // Entry layouts put the bits consumed in the low 6 bits, so that x86's shift, which
+                // masks its count to 6 bits, consumes them straight from the entry.
+                let (e, mut syms, mut count) = if QUAD {
+                    let e = quads[($bits & QUAD_MASK) as usize];
+                    (e, e >> 32, ((e >> 6) & 7) as usize)
+                } else {
+                    let e = u64::from(table[($bits & TABLE_MASK) as usize]);
+                    (e, e >> 16, ((e >> 6) & 3) as usize)
+                };
+                let mut used = (e & 63) as u32;
+                if CHECK && count == 0 {
                     match code.decode_long($bits) {
-                        Some((s, l)) => (syms, used, count) = (u16::from(s), l, 1),
+                        Some((s, l)) => (syms, used, count) = (u64::from(s), l, 1),
                         None => {
                             bad = true;
                             (used, count) = (1, 1);
                         }
                     }
                 }
-                // SAFETY: `rounds` was chosen so that a round's `2·K` bytes of output, from the
-                // batch's start position, fit in the lane's output; a step writes at most 2.
+                // SAFETY: `rounds` was chosen so that a round's `store·K` bytes of output, from the
+                // batch's start position, fit in the lane's output; a step writes `store` bytes.
                 unsafe {
-                    $w.cast::<[u8; 2]>().write_unaligned(syms.to_le_bytes());
+                    if QUAD {
+                        $w.cast::<[u8; 4]>().write_unaligned((syms as u32).to_le_bytes());
+                    } else {
+                        $w.cast::<[u8; 2]>().write_unaligned((syms as u16).to_le_bytes());
+                    }
                     $w = $w.add(count);
                 }
-                $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e) };
+                $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e as u32) };
                 $c += used;
             };
         }
@@ -201,10 +217,13 @@ fn decode_lanes_k<const K: usize, const CHECK: bool>(code: &StreamCode, readers:
 /// test, and `K` is the most steps 56 bits allow.
 #[inline(always)]
 fn decode_lanes_generic(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    match (code.max_len(), code.single_lookup()) {
-        (0..=12, true) => decode_lanes_k::<4, false>(code, readers, outs),
-        (0..=14, _) => decode_lanes_k::<4, true>(code, readers, outs),
-        _ => decode_lanes_k::<3, true>(code, readers, outs),
+    match (code.quad_table().is_some(), code.max_len(), code.single_lookup()) {
+        (false, 0..=12, true) => decode_lanes_k::<4, false, false>(code, readers, outs),
+        (false, 0..=14, _) => decode_lanes_k::<4, true, false>(code, readers, outs),
+        (false, _, _) => decode_lanes_k::<3, true, false>(code, readers, outs),
+        // A quad entry never covers a 12-bit code, so the slow-path test always stays.
+        (true, 0..=14, _) => decode_lanes_k::<4, true, true>(code, readers, outs),
+        (true, _, _) => decode_lanes_k::<3, true, true>(code, readers, outs),
     }
 }
 
