@@ -83,6 +83,12 @@ impl Trainer {
         Trainer { max_len, rule: Rule::Average, classes: BTreeMap::new() }
     }
 
+    /// The same trainer building codes of at most `max_len` bits.
+    pub fn with_max_len(mut self, max_len: u32) -> Self {
+        self.max_len = max_len;
+        self
+    }
+
     /// Uses `rule` to combine batches.
     pub fn with_rule(mut self, rule: Rule) -> Self {
         self.rule = rule;

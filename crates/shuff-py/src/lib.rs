@@ -1,0 +1,262 @@
+//! Python bindings: the `shuff._shuff` extension module. The Python package (`python/shuff`) wraps
+//! it with numpy/torch conversions, the profiler hooks and the compressed collectives.
+//!
+//! Tensor data crosses as a C-contiguous byte buffer (the buffer protocol: a numpy `uint8` view
+//! of an array or of a CPU tensor's memory), so nothing is copied on the way in, and coding runs
+//! with the GIL released.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shuff::stats::stream_histograms;
+use shuff::train::{shannon_bits, three_stage};
+use shuff::{decode_into, encode_into, max_frame_len, Codebook, CodebookSet, DType, EncodeOptions, FrameInfo, Layout, Trainer};
+use std::sync::Arc;
+
+pyo3::create_exception!(_shuff, ShuffError, pyo3::exceptions::PyValueError, "An error from shuff's core (bad frame, wrong codebook, bad input), with its message.");
+
+fn err(e: impl std::fmt::Display) -> PyErr {
+    ShuffError::new_err(e.to_string())
+}
+
+/// A read-only view of a C-contiguous buffer of bytes, valid while `buf` is held.
+struct Bytes {
+    buf: PyBuffer<u8>,
+}
+
+impl Bytes {
+    fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let buf = PyBuffer::<u8>::get(obj).map_err(|e| err(format!("expected a contiguous uint8 buffer (bytes, bytearray, numpy uint8 array): {e}")))?;
+        if !buf.is_c_contiguous() {
+            return Err(err("buffer is not C-contiguous"));
+        }
+        Ok(Bytes { buf })
+    }
+
+    fn slice(&self) -> &[u8] {
+        // SAFETY: the buffer is C-contiguous (checked in `new`), `len_bytes` long at `buf_ptr`, and
+        // stays valid while `self.buf` holds the exporter. As with numpy's own GIL-free kernels,
+        // another Python thread writing to the array meanwhile would race; callers don't.
+        unsafe { std::slice::from_raw_parts(self.buf.buf_ptr() as *const u8, self.buf.len_bytes()) }
+    }
+
+    fn slice_mut(&mut self) -> PyResult<&mut [u8]> {
+        if self.buf.readonly() {
+            return Err(err("output buffer is read-only"));
+        }
+        // SAFETY: as in `slice`, and the exporter declared the buffer writable.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.buf.buf_ptr() as *mut u8, self.buf.len_bytes()) })
+    }
+}
+
+/// One class's fixed code.
+#[pyclass(name = "Codebook", module = "shuff", frozen)]
+#[derive(Clone)]
+struct PyCodebook {
+    inner: Arc<Codebook>,
+}
+
+#[pymethods]
+impl PyCodebook {
+    /// Element type the codebook codes: bf16, f16, f32, f8e4m3, f8e5m2, u8.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.inner.dtype().name()
+    }
+    /// How elements become symbol streams: bytes, planes, exponent.
+    #[getter]
+    fn layout(&self) -> &'static str {
+        self.inner.layout().name()
+    }
+    /// 64-bit fingerprint (frames carry its low 32 bits).
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        self.inner.fingerprint().0
+    }
+    /// Code lengths per stream.
+    fn lengths(&self) -> Vec<Vec<u8>> {
+        self.inner.streams().iter().map(|s| s.lengths().to_vec()).collect()
+    }
+    fn __repr__(&self) -> String {
+        format!("Codebook({}/{}, fingerprint {:016x})", self.dtype(), self.layout(), self.fingerprint())
+    }
+}
+
+/// Named classes → codebooks.
+#[pyclass(name = "CodebookSet", module = "shuff")]
+struct PyCodebookSet {
+    inner: CodebookSet,
+}
+
+#[pymethods]
+impl PyCodebookSet {
+    /// Loads a set from a JSON or binary (`SHCB`) file.
+    #[staticmethod]
+    fn load(path: std::path::PathBuf) -> PyResult<Self> {
+        let bytes = std::fs::read(&path).map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+        Self::from_bytes_or_json(&bytes)
+    }
+    /// Parses a set from JSON text or binary bytes.
+    #[staticmethod]
+    fn from_bytes_or_json(data: &[u8]) -> PyResult<Self> {
+        let inner = if data.starts_with(b"SHCB") {
+            CodebookSet::from_bytes(data)
+        } else {
+            CodebookSet::from_json(std::str::from_utf8(data).map_err(|_| err("codebook data is neither JSON nor binary"))?)
+        };
+        Ok(PyCodebookSet { inner: inner.map_err(err)? })
+    }
+    /// Writes the set, as binary if `path` ends in `.bin` or `.shcb`, else as JSON (atomically).
+    fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
+        let binary = matches!(path.extension().and_then(|e| e.to_str()), Some("bin" | "shcb"));
+        let bytes = if binary { self.inner.to_bytes() } else { self.inner.to_json().into_bytes() };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| err(format!("writing {}: {e}", path.display())))
+    }
+    fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+    /// Class names, sorted.
+    fn classes(&self) -> Vec<String> {
+        self.inner.class_names().map(str::to_string).collect()
+    }
+    /// The codebook of `cls`.
+    fn codebook(&self, cls: &str) -> PyResult<PyCodebook> {
+        self.inner.codebook(cls).map(|inner| PyCodebook { inner }).ok_or_else(|| err(format!("class `{cls}` is not in the codebook set (classes: {})", self.classes().join(", "))))
+    }
+    /// Fingerprint of the whole set (FNV-1a over class names and codebook fingerprints): equal
+    /// on two processes iff they code every class identically.
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, c) in self.inner.classes() {
+            for b in name.bytes().chain([0]).chain(c.codebook.fingerprint().0.to_le_bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+    fn __repr__(&self) -> String {
+        format!("CodebookSet({:?}, classes {:?})", self.inner.name, self.classes())
+    }
+}
+
+/// Accumulates per-batch histograms per class (counted in Rust on the tensor's memory) and builds
+/// codebooks from the average of the per-batch distributions, as `shuff train` does.
+#[pyclass(name = "Trainer", module = "shuff")]
+struct PyTrainer {
+    inner: Trainer,
+    max_len: Option<u32>,
+    layouts: std::collections::BTreeMap<String, Layout>,
+}
+
+#[pymethods]
+impl PyTrainer {
+    #[new]
+    #[pyo3(signature = (max_len=None))]
+    fn new(max_len: Option<u32>) -> Self {
+        PyTrainer { inner: Trainer::new(max_len.unwrap_or(16)), max_len, layouts: Default::default() }
+    }
+    /// Counts `data` (a tensor's bytes) into class `cls`, batch `batch`.
+    #[pyo3(signature = (cls, dtype, layout, batch, data, source=""))]
+    fn add(&mut self, py: Python<'_>, cls: &str, dtype: &str, layout: &str, batch: u64, data: &Bound<'_, PyAny>, source: &str) -> PyResult<()> {
+        let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
+        let bytes = Bytes::new(data)?;
+        let hists = py.detach(|| stream_histograms(dtype, layout, bytes.slice())).map_err(err)?;
+        self.layouts.insert(cls.to_string(), layout);
+        self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
+    }
+    /// Class names seen so far.
+    fn classes(&self) -> Vec<String> {
+        self.inner.class_names().map(str::to_string).collect()
+    }
+    /// Builds one codebook per class into a set named `name`. Maximum code length: the one given
+    /// to the constructor, else each layout's default (12 for bytes, 16 for planes/exponent).
+    fn build(&self, name: &str) -> PyResult<PyCodebookSet> {
+        let mut set = CodebookSet::new(name);
+        for class in self.inner.class_names() {
+            let layout = self.layouts[class];
+            let t = self.inner.clone().with_max_len(self.max_len.unwrap_or(layout.default_max_len()));
+            let (book, prov) = t.build_class(class).map_err(err)?;
+            set.insert(class, book, prov);
+        }
+        Ok(PyCodebookSet { inner: set })
+    }
+}
+
+/// Encodes `data` (the tensor's bytes) with `codebook` into a frame (GIL released).
+#[pyfunction]
+#[pyo3(signature = (data, codebook, checksum=false))]
+fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook, checksum: bool) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = Bytes::new(data)?;
+    let book = Arc::clone(&codebook.inner);
+    let frame = py
+        .detach(|| {
+            let input = bytes.slice();
+            let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), input.len())];
+            let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true })?;
+            out.truncate(n);
+            Ok::<_, shuff::EncodeError>(out)
+        })
+        .map_err(err)?;
+    Ok(PyBytes::new(py, &frame))
+}
+
+/// Decodes `frame` with `codebook` into `out`, a writable buffer of exactly the decoded size
+/// (GIL released). Fails with ShuffError on a damaged frame or a frame made with another codebook.
+#[pyfunction]
+fn decode_into_buffer(py: Python<'_>, frame: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>) -> PyResult<()> {
+    let frame = Bytes::new(frame)?;
+    let mut out = Bytes::new(out)?;
+    let book = Arc::clone(&codebook.inner);
+    let dst = out.slice_mut()?;
+    py.detach(|| decode_into(&book, frame.slice(), dst)).map_err(err)
+}
+
+/// The header of a frame: (dtype, layout, elements, decoded bytes, fingerprint32 or None).
+#[pyfunction]
+fn frame_info(frame: &Bound<'_, PyAny>) -> PyResult<(String, String, u64, usize, Option<u32>)> {
+    let frame = Bytes::new(frame)?;
+    let info = FrameInfo::parse(frame.slice()).map_err(err)?;
+    Ok((info.dtype.name().into(), info.layout.name().into(), info.elements, info.decoded_len().map_err(err)?, info.fingerprint))
+}
+
+/// Bits of `data` under: the Shannon bound, its own per-message Huffman code (payload only, at the
+/// codebook's maximum length), and `codebook` — the quantities `shuff eval` reports.
+#[pyfunction]
+fn measure(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook) -> PyResult<(u64, f64, u64, u64)> {
+    let bytes = Bytes::new(data)?;
+    let book = Arc::clone(&codebook.inner);
+    py.detach(|| {
+        let hists = stream_histograms(book.dtype(), book.layout(), bytes.slice()).map_err(err)?;
+        let huffman = three_stage(&hists, book.max_len().max(book.layout().default_max_len())).map_err(err)?;
+        Ok((8 * bytes.slice().len() as u64, shannon_bits(&hists), huffman.payload_bits, book.coded_bits(&hists)))
+    })
+}
+
+/// Worst-case frame size for `nbytes` of tensor data.
+#[pyfunction]
+fn max_frame_size(dtype: &str, layout: &str, nbytes: usize) -> PyResult<usize> {
+    Ok(max_frame_len(dtype.parse().map_err(err)?, layout.parse().map_err(err)?, nbytes))
+}
+
+#[pymodule]
+fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ShuffError", m.py().get_type::<ShuffError>())?;
+    m.add_class::<PyCodebook>()?;
+    m.add_class::<PyCodebookSet>()?;
+    m.add_class::<PyTrainer>()?;
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_into_buffer, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_info, m)?)?;
+    m.add_function(wrap_pyfunction!(measure, m)?)?;
+    m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

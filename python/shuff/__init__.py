@@ -1,0 +1,136 @@
+"""shuff: single-stage Huffman compression of ML tensors with fixed, pre-trained codebooks.
+
+    import shuff
+    book = shuff.CodebookSet.load("book.json")
+    msg = shuff.encode(tensor, book, "ffn1_act")     # bytes: a small shape header + a shuff frame
+    back = shuff.decode(msg, book, "ffn1_act")       # same dtype, shape and bits
+
+Arrays and CPU tensors are read in place (no copy on the way in); coding runs in Rust with the
+GIL released. `shuff.torch` learns codebooks from a model with hooks; `shuff.distributed` has
+compressed collectives over torch.distributed.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from . import _shuff
+from ._shuff import Codebook, CodebookSet, ShuffError, Trainer, __version__, frame_info
+
+__all__ = [
+    "Codebook", "CodebookSet", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
+    "decode_frame_into", "byte_view", "dtype_name", "frame_info", "measure",
+]
+
+# Exact element types a message may carry; the index is stored in the message header.
+_EXACT = ["bfloat16", "float16", "float32", "float8_e4m3fn", "float8_e5m2", "uint8", "int8"]
+# shuff's dtype for each: what the codebook must code.
+_SHUFF = {"bfloat16": "bf16", "float16": "f16", "float32": "f32", "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2", "uint8": "u8", "int8": "u8"}
+_MAGIC = b"SHPY"
+_HEAD = struct.Struct("<4sBBBB")  # magic, version, kind (0 numpy, 1 torch), exact dtype, ndim
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _exact_name(x: Any) -> str:
+    if _is_torch(x):
+        name = str(x.dtype).removeprefix("torch.")
+    else:
+        name = np.asarray(x).dtype.name
+    if name not in _SHUFF:
+        raise ShuffError(f"dtype {name} is not coded by shuff (supported: {', '.join(_EXACT)})")
+    return name
+
+
+def dtype_name(x: Any) -> str:
+    """shuff's name (bf16, f16, f32, f8e4m3, f8e5m2, u8) for the element type of an array or tensor."""
+    return _SHUFF[_exact_name(x)]
+
+
+def byte_view(x: Any) -> np.ndarray:
+    """The bytes of an array or tensor as a flat numpy uint8 array, without copying when `x` is a
+    contiguous CPU array/tensor (a GPU or strided tensor is copied to contiguous CPU memory first)."""
+    if _is_torch(x):
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous().reshape(-1)
+        import torch
+
+        return t.view(torch.uint8).numpy()
+    a = np.ascontiguousarray(x)
+    return a.reshape(-1).view(np.uint8)
+
+
+def _codebook(book: CodebookSet | Codebook, cls: str | None) -> Codebook:
+    if isinstance(book, Codebook):
+        return book
+    if cls is None:
+        raise ShuffError("give the class whose codebook codes the tensor (cls=...)")
+    return book.codebook(cls)
+
+
+def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False) -> bytes:
+    """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives)."""
+    codebook = _codebook(book, cls)
+    if dtype_name(x) != codebook.dtype:
+        raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {codebook.dtype}")
+    return _shuff.encode(byte_view(x), codebook, checksum)
+
+
+def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: str | None = None) -> Any:
+    """Decodes a bare frame into `out` (contiguous array/tensor of the right size), returns `out`."""
+    view = byte_view(out)
+    if _is_torch(out) and (out.device.type != "cpu" or not out.is_contiguous()):
+        raise ShuffError("decode needs a contiguous CPU output tensor")
+    _shuff.decode_into_buffer(frame, _codebook(book, cls), view)
+    return out
+
+
+def encode(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False) -> bytes:
+    """Encodes a numpy array or torch tensor (bf16, f16, f32, float8 e4m3/e5m2, uint8/int8) with the
+    class's fixed codebook. Returns a message: an 8-byte header, the shape, then the shuff frame."""
+    exact = _exact_name(x)
+    shape = tuple(x.shape)
+    head = _HEAD.pack(_MAGIC, 1, int(_is_torch(x)), _EXACT.index(exact), len(shape))
+    return head + struct.pack(f"<{len(shape)}Q", *shape) + encode_frame(x, book, cls, checksum=checksum)
+
+
+def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cls: str | None = None, out: Any = None) -> Any:
+    """Decodes a message from `encode` into a new array/tensor of the original dtype and shape (a
+    torch tensor if a tensor was encoded), or into `out`. A message made with another codebook, or
+    damaged, raises ShuffError."""
+    mv = memoryview(msg).cast("B")
+    if len(mv) < _HEAD.size:
+        raise ShuffError("message is shorter than its header")
+    magic, version, kind, exact, ndim = _HEAD.unpack_from(mv)
+    if magic != _MAGIC or version != 1 or exact >= len(_EXACT):
+        raise ShuffError("not a shuff message (bad magic, version or dtype)")
+    end = _HEAD.size + 8 * ndim
+    if len(mv) < end:
+        raise ShuffError("message is shorter than its shape")
+    shape = struct.unpack_from(f"<{ndim}Q", mv, _HEAD.size)
+    name = _EXACT[exact]
+    if out is None:
+        if kind == 1:
+            import torch
+
+            out = torch.empty(shape, dtype=getattr(torch, name))
+        else:
+            out = np.empty(shape, dtype=name)
+    elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
+        raise ShuffError(f"out is {_exact_name(out)}{tuple(out.shape)}, the message holds {name}{tuple(shape)}")
+    return decode_frame_into(mv[end:], book, out, cls)
+
+
+def measure(x: Any, book: CodebookSet | Codebook, cls: str | None = None) -> dict[str, float]:
+    """Compressibility of `x` (percent, 1 − coded/original) under the Shannon bound, its own
+    per-message Huffman code (payload only) and the fixed codebook — as `shuff eval` reports."""
+    original, shannon, huffman, fixed = _shuff.measure(byte_view(x), _codebook(book, cls))
+    pct = lambda bits: 100.0 * (1.0 - bits / original) if original else 0.0  # noqa: E731
+    return {"original_bits": original, "shannon": pct(shannon), "huffman": pct(huffman), "fixed": pct(fixed)}

@@ -1,0 +1,134 @@
+"""Compressed collectives over torch.distributed (gloo on CPU; any backend that moves uint8).
+
+Each function has the signature of its torch.distributed namesake plus `book` (a CodebookSet) and
+`cls` (the class whose codebook codes the tensors). Every rank encodes its tensors with the fixed
+codebook (one pass, no codebook in the message), the ranks exchange the compressed sizes, then the
+frames (padded to the largest), and decode. A message that would not shrink travels raw (its size
+is sent negated), so a collective never sends more than the uncompressed one plus the sizes.
+
+Every call checks, inside the size exchange it needs anyway, that all ranks hold the same codebook
+set (by fingerprint); a mismatch raises ShuffError on every rank instead of decoding garbage.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+
+from . import CodebookSet, ShuffError, byte_view, decode_frame_into, encode_frame
+
+def _signed(u: int) -> int:
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def _exchange(row: Sequence[int], book: CodebookSet, group: dist.ProcessGroup | None) -> torch.Tensor:
+    """All-gathers each rank's `row` of sizes together with its codebook set's fingerprint, and
+    raises ShuffError on every rank if the fingerprints differ. Returns the [ranks, len(row)] matrix.
+
+    Riding on the size exchange every collective needs anyway, the check costs no extra round trip,
+    and it catches a rank that switches sets later, not only at the first call."""
+    ws = dist.get_world_size(group)
+    mine = torch.tensor([_signed(book.fingerprint), *row], dtype=torch.int64)
+    every = [torch.empty_like(mine) for _ in range(ws)]
+    dist.all_gather(every, mine, group=group)
+    m = torch.stack(every)
+    fps = [int(v) & ((1 << 64) - 1) for v in m[:, 0].tolist()]
+    if len(set(fps)) != 1:
+        listing = ", ".join(f"rank {r}: {fp:016x}" for r, fp in enumerate(fps))
+        raise ShuffError(f"ranks hold different codebook sets ({listing}); load the same set everywhere")
+    return m[:, 1:]
+
+
+def check_codebooks(book: CodebookSet, group: dist.ProcessGroup | None = None) -> None:
+    """Raises ShuffError on every rank unless all ranks of `group` hold the same codebook set.
+    The collectives do this on every call, folded into their size exchange."""
+    _exchange([], book, group)
+
+
+def _pack(t: torch.Tensor, book: CodebookSet, cls: str) -> tuple[torch.Tensor, int]:
+    """The bytes to send for `t` and their signed size (negative: raw)."""
+    raw = byte_view(t)
+    frame = encode_frame(t, book, cls)
+    if len(frame) < raw.nbytes:
+        return torch.frombuffer(bytearray(frame), dtype=torch.uint8), len(frame)
+    return torch.from_numpy(raw.copy()), -raw.nbytes
+
+
+def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
+    data = buf[: abs(size)]
+    if size < 0:
+        byte_view(out)[:] = data.numpy()
+    else:
+        decode_frame_into(data.numpy(), book, out, cls)
+
+
+def _padded(parts: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    buf = torch.zeros(len(parts) * width, dtype=torch.uint8)
+    for i, p in enumerate(parts):
+        buf[i * width : i * width + p.numel()] = p
+    return buf
+
+
+def _check_out(t: torch.Tensor) -> None:
+    if t.device.type != "cpu" or not t.is_contiguous():
+        raise ShuffError("compressed collectives need contiguous CPU output tensors")
+
+
+def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str) -> None:
+    """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit."""
+    ws = dist.get_world_size(group)
+    if len(tensor_list) != ws:
+        raise ShuffError(f"tensor_list has {len(tensor_list)} tensors for {ws} ranks")
+    for t in tensor_list:
+        _check_out(t)
+    payload, size = _pack(tensor, book, cls)
+    sizes = _exchange([size], book, group)[:, 0].tolist()
+    width = max(abs(s) for s in sizes)
+    recv = [torch.empty(width, dtype=torch.uint8) for _ in range(ws)]
+    dist.all_gather(recv, _padded([payload], width), group=group)
+    for r in range(ws):
+        _unpack(recv[r], sizes[r], tensor_list[r], book, cls)
+
+
+def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group: dist.ProcessGroup | None = None, *,
+               book: CodebookSet, cls: str) -> None:
+    """Like torch.distributed.all_to_all: output_tensor_list[r] receives rank r's
+    input_tensor_list[me], bit for bit."""
+    ws = dist.get_world_size(group)
+    if len(input_tensor_list) != ws or len(output_tensor_list) != ws:
+        raise ShuffError(f"all_to_all needs {ws} input and output tensors")
+    for t in output_tensor_list:
+        _check_out(t)
+    packed = [_pack(t, book, cls) for t in input_tensor_list]
+    # Every rank learns the whole size matrix (row = sender), so all pick the same padding.
+    matrix = _exchange([s for _, s in packed], book, group)
+    width = int(matrix.abs().max().item())
+    send = _padded([p for p, _ in packed], width)
+    recv = torch.empty(ws * width, dtype=torch.uint8)
+    dist.all_to_all_single(recv, send, group=group)
+    me = dist.get_rank(group)
+    for r in range(ws):
+        _unpack(recv[r * width : (r + 1) * width], int(matrix[r, me]), output_tensor_list[r], book, cls)
+
+
+def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist.ReduceOp.SUM, group: dist.ProcessGroup | None = None, *,
+                   book: CodebookSet, cls: str) -> None:
+    """Like torch.distributed.reduce_scatter (SUM): compressed all_to_all of the inputs, decode,
+    then sum in the tensors' own dtype, in rank order (each addition rounded as torch rounds it).
+
+    The result is bit-identical to the uncompressed exchange reduced the same way. gloo's own
+    reduce_scatter adds in an order that changes from segment to segment of the buffer, so on
+    inexact sums the two can differ in the last bit; where every sum is exact they are equal.
+    """
+    if op != dist.ReduceOp.SUM:
+        raise ShuffError("compressed reduce_scatter supports ReduceOp.SUM")
+    _check_out(output)
+    ws = dist.get_world_size(group)
+    parts = [torch.empty_like(output) for _ in range(ws)]
+    all_to_all(parts, list(input_list), group, book=book, cls=cls)
+    acc = parts[0].clone()
+    for p in parts[1:]:
+        acc += p
+    output.copy_(acc)

@@ -1,0 +1,108 @@
+"""Learning codebooks from a PyTorch model: the paper's profiling step.
+
+    prof = shuff.torch.Profiler(model, classes={"ffn1": r"intermediate\\.dense$", "ffn2": r"output\\.dense$"})
+    for batch in warmup:            # a few ordinary training steps
+        loss = model(**batch).loss
+        loss.backward(); opt.step(); opt.zero_grad()
+        prof.step()                 # one batch ends
+    book = prof.codebooks(layout="exponent")   # shuff.CodebookSet, average-of-batches rule
+    prof.remove()
+
+For every module a class selects, four kinds of tensors are counted, each its own codebook class:
+`CLASS.act` (the module's output), `CLASS.act_grad` (the gradient flowing into that output),
+`CLASS.weight` and `CLASS.weight_grad`. Histograms are counted in Rust on the tensors' memory.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import torch
+
+from . import CodebookSet, Trainer, byte_view, dtype_name
+
+KINDS = ("act", "act_grad", "weight", "weight_grad")
+
+
+class Profiler:
+    """Forward/backward hooks that histogram activations, activation gradients, weights and weight
+    gradients per class during warm-up steps.
+
+    classes: {class name: regex over module names}; default: every nn.Linear, classed by its name
+        with layer numbers replaced by `#` (one codebook per kind of layer, shared across layers).
+    layouts: which layouts to histogram (a codebook can then be built in any of them).
+    cast: dtype to count tensors in (what the collective will send), e.g. torch.bfloat16; default:
+        each tensor's own dtype.
+    kinds: which of act, act_grad, weight, weight_grad to record.
+    """
+
+    def __init__(self, model: torch.nn.Module, classes: dict[str, str] | None = None, *, layouts: Iterable[str] = ("bytes", "exponent"),
+                 cast: torch.dtype | None = None, kinds: Iterable[str] = KINDS, max_len: int | None = None):
+        self.layouts = tuple(layouts)
+        self.cast = cast
+        self.kinds = set(kinds)
+        unknown = self.kinds - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds {sorted(unknown)} (expected {KINDS})")
+        self._trainers = {layout: Trainer(max_len) for layout in self.layouts}
+        self._batch = 0
+        self._handles: list = []
+        patterns = {name: re.compile(rx) for name, rx in (classes or {}).items()}
+        self.modules: dict[str, str] = {}
+        for name, module in model.named_modules():
+            if patterns:
+                cls = next((c for c, rx in patterns.items() if rx.search(name)), None)
+            else:
+                cls = re.sub(r"\d+", "#", name) if isinstance(module, torch.nn.Linear) else None
+            if cls is None:
+                continue
+            self.modules[name] = cls
+            self._hook(module, cls)
+        if not self.modules:
+            raise ValueError("no module matched any class")
+
+    def _record(self, cls: str, kind: str, t: torch.Tensor | None) -> None:
+        if t is None or kind not in self.kinds or not t.is_floating_point():
+            return
+        t = t.detach()
+        if self.cast is not None:
+            t = t.to(self.cast)
+        data = byte_view(t)
+        dtype = dtype_name(t)
+        for layout, trainer in self._trainers.items():
+            trainer.add(f"{cls}.{kind}", dtype, layout, self._batch, data, "")
+
+    def _hook(self, module: torch.nn.Module, cls: str) -> None:
+        def forward(mod, inputs, output):
+            if isinstance(output, torch.Tensor):
+                self._record(cls, "act", output)
+            weight = getattr(mod, "weight", None)
+            if isinstance(weight, torch.Tensor):
+                self._record(cls, "weight", weight)
+
+        def backward(mod, grad_input, grad_output):
+            if grad_output and isinstance(grad_output[0], torch.Tensor):
+                self._record(cls, "act_grad", grad_output[0])
+
+        self._handles.append(module.register_forward_hook(forward))
+        self._handles.append(module.register_full_backward_hook(backward))
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.nn.Parameter) and weight.requires_grad:
+            self._handles.append(weight.register_hook(lambda g: self._record(cls, "weight_grad", g)))
+
+    def step(self) -> None:
+        """Ends one warm-up batch: later tensors count towards the next batch."""
+        self._batch += 1
+
+    def codebooks(self, layout: str = "exponent", name: str = "profiled") -> CodebookSet:
+        """One codebook per (class, kind) from the average of the per-batch distributions."""
+        if layout not in self._trainers:
+            raise ValueError(f"layout {layout!r} was not profiled (profiled: {self.layouts})")
+        return self._trainers[layout].build(name)
+
+    def remove(self) -> None:
+        """Removes every hook."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()

@@ -1,0 +1,101 @@
+"""Round trips of real tensors through the Python API, for every dtype and layout."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import shuff
+
+LAYOUTS = ["bytes", "planes", "exponent"]
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.float().clamp(-400, 400).to(dtype) if dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else t.to(dtype)
+
+
+def train(tensors, layout: str, cls: str = "c") -> shuff.CodebookSet:
+    tr = shuff.Trainer()
+    for batch, t in enumerate(tensors):
+        tr.add(cls, shuff.dtype_name(t), layout, batch, shuff.byte_view(t))
+    return tr.build("test")
+
+
+def same_bits(a, b) -> bool:
+    return np.array_equal(shuff.byte_view(a), shuff.byte_view(b))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float8_e4m3fn, torch.float8_e5m2])
+def test_real_activations_round_trip(steps, dtype, layout):
+    pick = lambda s: torch.cat([s[f"layer1.ffn1_act.x.shard{k}"] for k in range(8)], dim=1)  # noqa: E731
+    book = train([as_dtype(pick(s), dtype) for s in steps[:4]], layout)
+    x = as_dtype(pick(steps[4]), dtype)
+    msg = shuff.encode(x, book, "c")
+    assert len(msg) < x.numel() * x.element_size() or dtype in (torch.float8_e4m3fn,)
+    y = shuff.decode(msg, book, "c")
+    assert isinstance(y, torch.Tensor) and y.dtype == dtype and y.shape == x.shape
+    assert same_bits(x, y)
+    # Into a caller's buffer, and with a checksum.
+    out = torch.empty_like(x)
+    assert shuff.decode(shuff.encode(x, book, "c", checksum=True), book, "c", out=out) is out
+    assert same_bits(x, out)
+
+
+def test_whisper_f16_and_numpy_arrays(whisper):
+    names = sorted(whisper)
+    arrays = [whisper[n].numpy() for n in names]
+    assert arrays[0].dtype == np.float16
+    book = train(arrays[:-1], "exponent", "w")
+    last = arrays[-1]
+    back = shuff.decode(shuff.encode(last, book, "w"), book, "w")
+    assert isinstance(back, np.ndarray) and back.dtype == np.float16 and back.shape == last.shape
+    assert np.array_equal(back.view(np.uint16), last.view(np.uint16))
+    # uint8 data and a strided (non-contiguous) input.
+    u8 = np.frombuffer(last.tobytes(), dtype=np.uint8).reshape(-1, 2)[:, 1]
+    b8 = train([u8], "bytes", "u")
+    assert np.array_equal(shuff.decode(shuff.encode(u8, b8, "u"), b8, "u"), u8)
+
+
+def test_bad_input_raises_shuff_error(steps):
+    x = steps[4]["layer1.ffn1_act.x.shard0"]
+    book = train([steps[0]["layer1.ffn1_act.x.shard0"]], "bytes")
+    other = train([steps[0]["layer4.ffn1_act_grad.x.shard0"]], "bytes")
+    msg = shuff.encode(x, book, "c")
+    with pytest.raises(shuff.ShuffError, match="codebook"):
+        shuff.decode(msg, other, "c")
+    with pytest.raises(shuff.ShuffError):
+        shuff.decode(msg[: len(msg) // 2], book, "c")
+    damaged = bytearray(msg)
+    damaged[len(msg) // 2] ^= 0x10
+    try:  # without a checksum, a flip in raw bytes decodes (to other bits); never anything worse
+        y = shuff.decode(bytes(damaged), book, "c")
+        assert y.shape == x.shape and y.dtype == x.dtype
+    except shuff.ShuffError:
+        pass
+    with pytest.raises(shuff.ShuffError, match="checksum"):
+        c = bytearray(shuff.encode(x, book, "c", checksum=True))
+        c[-3] ^= 0x01
+        shuff.decode(bytes(c), book, "c")
+    with pytest.raises(shuff.ShuffError, match="codes bf16"):
+        shuff.encode(x.float(), book, "c")
+    with pytest.raises(shuff.ShuffError, match="not in the codebook set"):
+        shuff.encode(x, book, "nope")
+    with pytest.raises(shuff.ShuffError, match="not coded"):
+        shuff.encode(torch.zeros(3, dtype=torch.int64), book, "c")
+
+
+def test_codebook_sets_save_and_load(tmp_path, steps):
+    book = train([steps[0]["layer1.weight.ffn1.shard0"]], "exponent", "weight")
+    for name in ("book.json", "book.bin"):
+        book.save(tmp_path / name)
+        again = shuff.CodebookSet.load(tmp_path / name)
+        assert again.fingerprint == book.fingerprint and again.classes() == ["weight"]
+    assert book.codebook("weight").layout == "exponent"
+
+
+def test_measure_matches_the_paper_quantities(steps):
+    tensors = [torch.cat([s[f"layer4.ffn1_act.x.shard{k}"] for k in range(8)], 1) for s in steps]
+    book = train(tensors[:4], "bytes")
+    m = shuff.measure(tensors[4], book, "c")
+    assert m["shannon"] > m["huffman"] > m["fixed"] > 15.0
