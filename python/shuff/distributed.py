@@ -17,7 +17,8 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-from . import CodebookSet, ShuffError, byte_view, decode_frame_into, encode_frame
+from . import CodebookSet, ShuffError, byte_view, decode_frame_into, dtype_name
+from ._shuff import encode_into_buffer, max_frame_size
 
 def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
@@ -48,12 +49,19 @@ def check_codebooks(book: CodebookSet, group: dist.ProcessGroup | None = None) -
 
 
 def _pack(t: torch.Tensor, book: CodebookSet, cls: str) -> tuple[torch.Tensor, int]:
-    """The bytes to send for `t` and their signed size (negative: raw)."""
+    """`t` coded into a send buffer (room for the worst case, so other ranks' larger frames fit the
+    same padded width) and its signed size: the frame's length, or minus the raw length when coding
+    does not shrink it (the buffer then holds the raw bytes)."""
     raw = byte_view(t)
-    frame = encode_frame(t, book, cls)
-    if len(frame) < raw.nbytes:
-        return torch.frombuffer(bytearray(frame), dtype=torch.uint8), len(frame)
-    return torch.from_numpy(raw.copy()), -raw.nbytes
+    codebook = book.codebook(cls)
+    buf = torch.empty(max(max_frame_size(codebook.dtype, codebook.layout, raw.nbytes), raw.nbytes), dtype=torch.uint8)
+    if dtype_name(t) != codebook.dtype:
+        raise ShuffError(f"tensor is {dtype_name(t)} but class {cls!r} codes {codebook.dtype}")
+    n = encode_into_buffer(raw, codebook, buf.numpy())
+    if n < raw.nbytes:
+        return buf, n
+    buf.numpy()[: raw.nbytes] = raw
+    return buf, -raw.nbytes
 
 
 def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
@@ -64,11 +72,18 @@ def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, 
         decode_frame_into(data.numpy(), book, out, cls)
 
 
-def _padded(parts: Sequence[torch.Tensor], width: int) -> torch.Tensor:
-    buf = torch.zeros(len(parts) * width, dtype=torch.uint8)
-    for i, p in enumerate(parts):
-        buf[i * width : i * width + p.numel()] = p
-    return buf
+def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torch.Tensor:
+    """The packed messages, each padded with zeros to `width` bytes, back to back (a view of the
+    single message's own buffer when there is one)."""
+    if len(packed) == 1 and packed[0][0].numel() >= width:
+        buf, size = packed[0]
+        buf[abs(size) : width] = 0
+        return buf[:width]
+    out = torch.empty(len(packed) * width, dtype=torch.uint8)
+    for i, (buf, size) in enumerate(packed):
+        out[i * width : i * width + abs(size)] = buf[: abs(size)]
+        out[i * width + abs(size) : (i + 1) * width] = 0
+    return out
 
 
 def _check_out(t: torch.Tensor) -> None:
@@ -83,11 +98,11 @@ def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dis
         raise ShuffError(f"tensor_list has {len(tensor_list)} tensors for {ws} ranks")
     for t in tensor_list:
         _check_out(t)
-    payload, size = _pack(tensor, book, cls)
-    sizes = _exchange([size], book, group)[:, 0].tolist()
+    packed = _pack(tensor, book, cls)
+    sizes = _exchange([packed[1]], book, group)[:, 0].tolist()
     width = max(abs(s) for s in sizes)
     recv = [torch.empty(width, dtype=torch.uint8) for _ in range(ws)]
-    dist.all_gather(recv, _padded([payload], width), group=group)
+    dist.all_gather(recv, _send_buffer([packed], width), group=group)
     for r in range(ws):
         _unpack(recv[r], sizes[r], tensor_list[r], book, cls)
 
@@ -105,7 +120,7 @@ def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[t
     # Every rank learns the whole size matrix (row = sender), so all pick the same padding.
     matrix = _exchange([s for _, s in packed], book, group)
     width = int(matrix.abs().max().item())
-    send = _padded([p for p, _ in packed], width)
+    send = _send_buffer(packed, width)
     recv = torch.empty(ws * width, dtype=torch.uint8)
     dist.all_to_all_single(recv, send, group=group)
     me = dist.get_rank(group)

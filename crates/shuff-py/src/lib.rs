@@ -208,6 +208,18 @@ fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook,
     Ok(PyBytes::new(py, &frame))
 }
 
+/// Encodes `data` with `codebook` into the writable buffer `out` (at least `max_frame_size`
+/// bytes) and returns the frame's length: no allocation, no copy of the frame (GIL released).
+#[pyfunction]
+#[pyo3(signature = (data, codebook, out, checksum=false))]
+fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>, checksum: bool) -> PyResult<usize> {
+    let bytes = Bytes::new(data)?;
+    let mut out = Bytes::new(out)?;
+    let book = Arc::clone(&codebook.inner);
+    let dst = out.slice_mut()?;
+    py.detach(|| encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true })).map_err(err)
+}
+
 /// Decodes `frame` with `codebook` into `out`, a writable buffer of exactly the decoded size
 /// (GIL released). Fails with ShuffError on a damaged frame or a frame made with another codebook.
 #[pyfunction]
@@ -254,6 +266,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrainer>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_into_buffer, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_into_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(frame_info, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
