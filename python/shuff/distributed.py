@@ -18,7 +18,12 @@ import torch
 import torch.distributed as dist
 
 from . import CodebookSet, ShuffError, byte_view, decode_frame_into, dtype_name
+from . import _shuff
 from ._shuff import encode_into_buffer, max_frame_size
+
+# Messages are cut into pieces of this many tensor bytes, so that decoding one piece overlaps the
+# transfer of the next (on a slow link the coding then costs almost nothing).
+PIECE_BYTES = 1 << 20
 
 def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
@@ -52,16 +57,27 @@ def _pack(t: torch.Tensor, book: CodebookSet, cls: str) -> tuple[torch.Tensor, i
     """`t` coded into a send buffer (room for the worst case, so other ranks' larger frames fit the
     same padded width) and its signed size: the frame's length, or minus the raw length when coding
     does not shrink it (the buffer then holds the raw bytes)."""
-    raw = byte_view(t)
     codebook = book.codebook(cls)
-    buf = torch.empty(max(max_frame_size(codebook.dtype, codebook.layout, raw.nbytes), raw.nbytes), dtype=torch.uint8)
     if dtype_name(t) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(t)} but class {cls!r} codes {codebook.dtype}")
+    return _pack_bytes(byte_view(t), codebook)
+
+
+def _pack_bytes(raw, codebook) -> tuple[torch.Tensor, int]:
+    buf = torch.empty(max(max_frame_size(codebook.dtype, codebook.layout, raw.nbytes), raw.nbytes), dtype=torch.uint8)
     n = encode_into_buffer(raw, codebook, buf.numpy())
     if n < raw.nbytes:
         return buf, n
     buf.numpy()[: raw.nbytes] = raw
     return buf, -raw.nbytes
+
+
+def _unpack_bytes(data: torch.Tensor, size: int, out, codebook) -> None:
+    """Restores one message's bytes into the uint8 array `out`."""
+    if size < 0:
+        out[:] = data[: -size].numpy()
+    else:
+        _shuff.decode_into_buffer(data[:size].numpy(), codebook, out)
 
 
 def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
@@ -92,19 +108,45 @@ def _check_out(t: torch.Tensor) -> None:
 
 
 def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str) -> None:
-    """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit."""
-    ws = dist.get_world_size(group)
+    """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit.
+
+    Pipelined: the tensor is coded in pieces of PIECE_BYTES; while piece p is being gathered
+    (asynchronously), piece p − 1 is decoded. A rank's own piece is copied, not decoded."""
+    ws, me = dist.get_world_size(group), dist.get_rank(group)
     if len(tensor_list) != ws:
         raise ShuffError(f"tensor_list has {len(tensor_list)} tensors for {ws} ranks")
     for t in tensor_list:
         _check_out(t)
-    packed = _pack(tensor, book, cls)
-    sizes = _exchange([packed[1]], book, group)[:, 0].tolist()
-    width = max(abs(s) for s in sizes)
-    recv = [torch.empty(width, dtype=torch.uint8) for _ in range(ws)]
-    dist.all_gather(recv, _send_buffer([packed], width), group=group)
-    for r in range(ws):
-        _unpack(recv[r], sizes[r], tensor_list[r], book, cls)
+        if t.numel() != tensor.numel() or t.dtype != tensor.dtype:
+            raise ShuffError("all_gather: every output must have the input's dtype and size")
+    codebook = book.codebook(cls)
+    if dtype_name(tensor) != codebook.dtype:
+        raise ShuffError(f"tensor is {dtype_name(tensor)} but class {cls!r} codes {codebook.dtype}")
+    raw = byte_view(tensor)
+    outs = [byte_view(t) for t in tensor_list]
+    step = max(1, PIECE_BYTES // tensor.element_size()) * tensor.element_size()
+    bounds = [(s, min(s + step, raw.nbytes)) for s in range(0, raw.nbytes, step)] or [(0, 0)]
+    packed = [_pack_bytes(raw[s:e], codebook) for s, e in bounds]
+    sizes = _exchange([size for _, size in packed], book, group)  # [ranks, pieces]
+
+    def finish(p: int, recv: list[torch.Tensor]) -> None:
+        s, e = bounds[p]
+        for r in range(ws):
+            if r == me:
+                outs[r][s:e] = raw[s:e]
+            else:
+                _unpack_bytes(recv[r], int(sizes[r, p]), outs[r][s:e], codebook)
+
+    pending = None
+    for p in range(len(bounds)):
+        width = int(sizes[:, p].abs().max())
+        recv = [torch.empty(width, dtype=torch.uint8) for _ in range(ws)]
+        work = dist.all_gather(recv, _send_buffer([packed[p]], width), group=group, async_op=True)
+        if pending is not None:
+            finish(*pending)
+        work.wait()
+        pending = (p, recv)
+    finish(*pending)
 
 
 def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group: dist.ProcessGroup | None = None, *,
