@@ -239,6 +239,11 @@ enum Command {
 }
 
 fn main() {
+    // SAFETY: called first thing, before any other thread exists; SIG_DFL is a valid action.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -254,3 +254,22 @@ fn demo_runs_end_to_end_on_the_committed_sample() {
     }
     assert!(dir.join("report.html").exists());
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    let packed = tmp("pipe.shuff");
+    let (ok, _, err) = shuff(&["compress", "-q", "-o", &packed.display().to_string(), &sample(0)]);
+    assert!(ok, "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shuff"))
+        .args(["inspect", &packed.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap(); // then drop: `| head -1`
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("tensor"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+}
