@@ -258,8 +258,18 @@ fn demo_runs_end_to_end_on_the_committed_sample() {
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
     use std::io::{BufRead, BufReader};
+    // Enough tensors that the listing overflows a pipe's 64 KiB buffer (synthetic: this is about
+    // output, not data).
+    let data: Vec<Vec<u8>> = (0..3000u32).map(|i| (i * 4..i * 4 + 8).map(|b| b as u8).collect()).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("t{i}"), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![4], d).unwrap()))
+        .collect();
+    let many = tmp("many.safetensors");
+    safetensors::serialize_to_file(views, &None, &many).unwrap();
     let packed = tmp("pipe.shuff");
-    let (ok, _, err) = shuff(&["compress", "-q", "-o", &packed.display().to_string(), &sample(0)]);
+    let (ok, _, err) = shuff(&["compress", "-q", "-o", &packed.display().to_string(), &many.display().to_string()]);
     assert!(ok, "{err}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_shuff"))
         .args(["inspect", &packed.display().to_string()])
