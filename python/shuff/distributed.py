@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import time
+
 import torch
 import torch.distributed as dist
 
@@ -107,11 +109,73 @@ def _check_out(t: torch.Tensor) -> None:
         raise ShuffError("compressed collectives need contiguous CPU output tensors")
 
 
-def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str) -> None:
+class _Policy:
+    """Whether to compress, per (process group, collective, size class), for `compress="auto"`.
+
+    Compression pays only when the link is slow relative to the cores that code. The first
+    2 × CALIBRATION calls of each kind alternate compressed and uncompressed; each call's time is
+    max-reduced over the ranks (one 8-byte all_reduce), so every rank sees the same numbers and
+    makes the same choice — a rank choosing differently would deadlock. Then the faster mode by
+    median is kept, and re-checked the same way every RECHECK calls."""
+
+    CALIBRATION = 3
+    RECHECK = 1000
+
+    def __init__(self) -> None:
+        self.state: dict[tuple, dict] = {}
+
+    def key(self, group, kind: str, nbytes: int) -> tuple:
+        return (id(group), kind, max(nbytes, 1).bit_length())
+
+    def choose(self, key: tuple) -> tuple[bool, bool]:
+        """(compress?, measure this call?)"""
+        st = self.state.setdefault(key, {"calls": 0, "times": {True: [], False: []}, "choice": None})
+        n = st["calls"] % self.RECHECK
+        st["calls"] += 1
+        if n < 2 * self.CALIBRATION:
+            if n == 0:
+                st["times"] = {True: [], False: []}
+            return n % 2 == 0, True
+        if st["choice"] is None or n == 2 * self.CALIBRATION:
+            med = {m: sorted(t)[len(t) // 2] for m, t in st["times"].items()}
+            st["choice"] = med[True] <= med[False]
+        return st["choice"], False
+
+    def record(self, key: tuple, compressed: bool, seconds: float, group) -> None:
+        t = torch.tensor([seconds], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+        self.state[key]["times"][compressed].append(float(t.item()))
+
+
+_policy = _Policy()
+
+
+def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, plain_fn) -> None:
+    if compress == "auto":
+        key = _policy.key(group, kind, nbytes)
+        use, measure = _policy.choose(key)
+    elif isinstance(compress, bool):
+        use, measure = compress, False
+    else:
+        raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
+    start = time.perf_counter()
+    (compressed_fn if use else plain_fn)()
+    if measure:
+        _policy.record(key, use, time.perf_counter() - start, group)
+
+
+def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str,
+               compress: bool | str = True) -> None:
     """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit.
 
     Pipelined: the tensor is coded in pieces of PIECE_BYTES; while piece p is being gathered
-    (asynchronously), piece p − 1 is decoded. A rank's own piece is copied, not decoded."""
+    (asynchronously), piece p − 1 is decoded. A rank's own piece is copied, not decoded.
+    compress: True, False (torch's own all_gather), or "auto" (measure both, keep the faster)."""
+    _run("all_gather", compress, group, tensor.numel() * tensor.element_size(),
+         lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group))
+
+
+def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, book: CodebookSet, cls: str) -> None:
     ws, me = dist.get_world_size(group), dist.get_rank(group)
     if len(tensor_list) != ws:
         raise ShuffError(f"tensor_list has {len(tensor_list)} tensors for {ws} ranks")
@@ -150,9 +214,17 @@ def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dis
 
 
 def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group: dist.ProcessGroup | None = None, *,
-               book: CodebookSet, cls: str) -> None:
+               book: CodebookSet, cls: str, compress: bool | str = True) -> None:
     """Like torch.distributed.all_to_all: output_tensor_list[r] receives rank r's
-    input_tensor_list[me], bit for bit."""
+    input_tensor_list[me], bit for bit. compress: True, False or "auto" (as in all_gather)."""
+    # Ranks may send different amounts, so the size class must not depend on this rank's: one
+    # policy per group for all_to_all.
+    _run("all_to_all", compress, group, 0,
+         lambda: _all_to_all(output_tensor_list, input_tensor_list, group, book, cls),
+         lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group))
+
+
+def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group, book: CodebookSet, cls: str) -> None:
     ws = dist.get_world_size(group)
     if len(input_tensor_list) != ws or len(output_tensor_list) != ws:
         raise ShuffError(f"all_to_all needs {ws} input and output tensors")
@@ -171,11 +243,12 @@ def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[t
 
 
 def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist.ReduceOp.SUM, group: dist.ProcessGroup | None = None, *,
-                   book: CodebookSet, cls: str) -> None:
+                   book: CodebookSet, cls: str, compress: bool | str = True) -> None:
     """Like torch.distributed.reduce_scatter (SUM): compressed all_to_all of the inputs, decode,
     then sum in the tensors' own dtype, in rank order (each addition rounded as torch rounds it).
 
-    The result is bit-identical to the uncompressed exchange reduced the same way. gloo's own
+    The result is bit-identical to the uncompressed exchange reduced the same way (and with
+    compress=False or "auto" the exchange is torch's all_to_all, so the sum is the same either way). gloo's own
     reduce_scatter adds in an order that changes from segment to segment of the buffer, so on
     inexact sums the two can differ in the last bit; where every sum is exact they are equal.
     """
@@ -184,7 +257,7 @@ def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist
     _check_out(output)
     ws = dist.get_world_size(group)
     parts = [torch.empty_like(output) for _ in range(ws)]
-    all_to_all(parts, list(input_list), group, book=book, cls=cls)
+    all_to_all(parts, list(input_list), group, book=book, cls=cls, compress=compress)
     acc = parts[0].clone()
     for p in parts[1:]:
         acc += p

@@ -52,6 +52,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     sd.all_gather(got, mine, book=book, cls="act")
     dist.all_gather(ref, mine)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_gather differs"
+    ref_gather = ref
 
     # all_to_all: chunk j of rank r's activation goes to rank j.
     chunks = [c.contiguous() for c in mine.chunk(WS, dim=0)]
@@ -60,6 +61,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     sd.all_to_all(got, chunks, book=book, cls="act")
     dist.all_to_all(ref, chunks)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_to_all differs"
+    ref_a2a = ref
 
     # reduce_scatter of real weight gradients.
     inputs = [grad(steps[3 + rank % 2], (rank + j) % 8).contiguous() for j in range(WS)]
@@ -88,6 +90,15 @@ def worker(rank: int, port: int, layout: str) -> None:
     sd.all_gather(got, noise, book=nb, cls="u8")
     dist.all_gather(ref, noise)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "raw fallback differs"
+
+    # compress="auto": calibration calls alternate both paths, then all ranks keep the same one.
+    for _ in range(9):
+        got = [torch.empty_like(mine) for _ in range(WS)]
+        sd.all_gather(got, mine, book=book, cls="act", compress="auto")
+        assert all(same_bits(g, r) for g, r in zip(got, ref_gather)), "auto all_gather differs"
+        got = [torch.empty_like(c) for c in chunks]
+        sd.all_to_all(got, chunks, book=book, cls="act", compress="auto")
+        assert all(same_bits(g, r) for g, r in zip(got, ref_a2a)), "auto all_to_all differs"
 
     # A rank with another codebook set: every rank gets the error, none decodes garbage.
     other = book_for({"act": [act(steps[4], l=4)]}, layout) if rank == 3 else book
