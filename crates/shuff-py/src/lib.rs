@@ -165,6 +165,7 @@ impl PyTrainer {
     }
     /// Counts `data` (a tensor's bytes) into class `cls`, batch `batch`.
     #[pyo3(signature = (cls, dtype, layout, batch, data, source=""))]
+    #[allow(clippy::too_many_arguments)] // the Python signature, plus `self` and the GIL token
     fn add(&mut self, py: Python<'_>, cls: &str, dtype: &str, layout: &str, batch: u64, data: &Bound<'_, PyAny>, source: &str) -> PyResult<()> {
         let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
         let bytes = Bytes::new(data)?;

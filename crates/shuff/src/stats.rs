@@ -201,6 +201,23 @@ pub fn compressibility(coded_bits: f64, original_bits: f64) -> f64 {
     }
 }
 
+/// Per-stream histograms of a tensor under `layout`.
+pub fn stream_histograms(
+    dtype: crate::DType,
+    layout: crate::Layout,
+    data: &[u8],
+) -> Result<Vec<Histogram>, crate::layout::MisalignedTensor> {
+    let k = layout.stream_count(dtype);
+    if k == 1 {
+        crate::layout::element_count(dtype, data.len())?;
+        return Ok(vec![Histogram::of(data)]);
+    }
+    let mut sym = vec![0u8; data.len()];
+    crate::layout::to_symbols(dtype, layout, data, &mut sym)?;
+    let n = data.len() / k;
+    Ok((0..k).map(|s| Histogram::of(&sym[s * n..(s + 1) * n])).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,21 +271,4 @@ mod tests {
         assert!(p.kl_divergence(&r).is_infinite());
         assert!((compressibility(6.0, 8.0) - 0.25).abs() < 1e-12);
     }
-}
-
-/// Per-stream histograms of a tensor under `layout`.
-pub fn stream_histograms(
-    dtype: crate::DType,
-    layout: crate::Layout,
-    data: &[u8],
-) -> Result<Vec<Histogram>, crate::layout::MisalignedTensor> {
-    let k = layout.stream_count(dtype);
-    if k == 1 {
-        crate::layout::element_count(dtype, data.len())?;
-        return Ok(vec![Histogram::of(data)]);
-    }
-    let mut sym = vec![0u8; data.len()];
-    crate::layout::to_symbols(dtype, layout, data, &mut sym)?;
-    let n = data.len() / k;
-    Ok((0..k).map(|s| Histogram::of(&sym[s * n..(s + 1) * n])).collect())
 }
