@@ -293,11 +293,43 @@ impl ModelFile<'_> {
     }
 }
 
+/// Tensor name → byte size, from a stored safetensors header (8-byte length + JSON).
+fn declared_sizes(header: &[u8]) -> Result<BTreeMap<String, usize>> {
+    let json = header.get(8..).context("stored header is shorter than its length prefix")?;
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(json).context("stored header is not safetensors JSON")?;
+    map.into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, v)| {
+            let offsets = v["data_offsets"].as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)));
+            let (start, end) = offsets.filter(|(s, e)| s <= e).with_context(|| format!("tensor `{name}` has bad data_offsets"))?;
+            Ok((name, usize::try_from(end - start)?))
+        })
+        .collect()
+}
+
 /// Restores the original safetensors file, checking every frame's CRC and the whole file's.
 pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     let m = parse(data)?;
     let lens: Vec<usize> = m.segments.iter().map(|s| m.restored_len(s)).collect::<Result<_>>()?;
-    let total = m.header.len() + lens.iter().sum::<usize>();
+    // Before allocating: every tensor must restore to the size the stored header gives it, and the
+    // whole data area to the header's extent (a damaged or hostile file could otherwise ask for an
+    // allocation of thousands of times its own size).
+    let declared = declared_sizes(m.header)?;
+    for (seg, &len) in m.segments.iter().zip(&lens) {
+        if let Some(&size) = declared.get(seg.name) {
+            if size != len {
+                bail!("tensor `{}` restores to {len} bytes, its header entry says {size}", seg.name);
+            }
+        } else if seg.frame {
+            bail!("segment `{}` is not a tensor of the stored header", seg.name);
+        }
+    }
+    let data_len: usize = lens.iter().sum();
+    let extent = declared.values().sum::<usize>();
+    if data_len < extent || data_len > extent + (1 << 20) {
+        bail!("segments restore to {data_len} bytes, the header's tensors take {extent}");
+    }
+    let total = m.header.len() + data_len;
     let mut out = vec![0u8; total];
     out[..m.header.len()].copy_from_slice(m.header);
     let mut rest = &mut out[m.header.len()..];
