@@ -116,9 +116,7 @@ def main() -> None:
     if args.rank is not None:
         return worker(args)
 
-    import numpy as np
-    from safetensors.numpy import load_file  # noqa: F401  (bf16 needs torch below)
-    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import load_file as load_torch  # bf16: numpy has no such dtype
 
     import shuff
     import torch

@@ -12,20 +12,19 @@ set (by fingerprint); a mismatch raises ShuffError on every rank instead of deco
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import time
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
 
-from . import CodebookSet, ShuffError, byte_view, decode_frame_into, dtype_name
-from . import _shuff
+from . import CodebookSet, ShuffError, _shuff, byte_view, dtype_name
 from ._shuff import encode_into_buffer, max_frame_size
 
 # Messages are cut into pieces of this many tensor bytes, so that decoding one piece overlaps the
 # transfer of the next (on a slow link the coding then costs almost nothing).
 PIECE_BYTES = 1 << 20
+
 
 def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
@@ -83,11 +82,8 @@ def _unpack_bytes(data: torch.Tensor, size: int, out, codebook) -> None:
 
 
 def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
-    data = buf[: abs(size)]
-    if size < 0:
-        byte_view(out)[:] = data.numpy()
-    else:
-        decode_frame_into(data.numpy(), book, out, cls)
+    """Restores one message into the tensor `out`."""
+    _unpack_bytes(buf, size, byte_view(out), book.codebook(cls))
 
 
 def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torch.Tensor:
