@@ -79,7 +79,7 @@ def worker(args) -> None:
         outs = [torch.empty_like(x) for _ in range(WS)]
         variants = {"uncompressed": lambda: dist.all_gather(outs, x)}
         for layout, book in books.items():
-            variants[f"shuff {layout}"] = lambda book=book: sd.all_gather(outs, x, book=book, cls="ffn1_act")
+            variants[f"shuff {layout}"] = lambda book=book: sd.all_gather(outs, x, book=book, cls="ffn1_act", compress=True)
         variants["shuff exponent auto"] = lambda: sd.all_gather(outs, x, book=books["exponent"], cls="ffn1_act", compress="auto")
         reps = 3 if mib >= 16 else 5
         for name, fn in variants.items():

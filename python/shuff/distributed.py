@@ -6,7 +6,10 @@ codebook (one pass, no codebook in the message), the ranks exchange the compress
 frames (padded to the largest), and decode. A message that would not shrink travels raw (its size
 is sent negated), so a collective never sends more than the uncompressed one plus the sizes.
 
-Every call checks, inside the size exchange it needs anyway, that all ranks hold the same codebook
+By default (`compress="auto"`) each kind of call first measures itself compressed and uncompressed
+and keeps the faster, so a fast link is not slowed down; `compress=True` forces compression.
+
+Every compressed call checks, inside the size exchange it needs anyway, that all ranks hold the same codebook
 set (by fingerprint); a mismatch raises ShuffError on every rank instead of decoding garbage.
 """
 
@@ -161,12 +164,13 @@ def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, pla
 
 
 def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str,
-               compress: bool | str = True) -> None:
+               compress: bool | str = "auto") -> None:
     """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit.
 
     Pipelined: the tensor is coded in pieces of PIECE_BYTES; while piece p is being gathered
     (asynchronously), piece p − 1 is decoded. A rank's own piece is copied, not decoded.
-    compress: True, False (torch's own all_gather), or "auto" (measure both, keep the faster)."""
+    compress: "auto" (default: measure both paths on the first calls, keep the faster), True, or
+    False (torch's own all_gather)."""
     _run("all_gather", compress, group, tensor.numel() * tensor.element_size(),
          lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group))
 
@@ -210,7 +214,7 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
 
 
 def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group: dist.ProcessGroup | None = None, *,
-               book: CodebookSet, cls: str, compress: bool | str = True) -> None:
+               book: CodebookSet, cls: str, compress: bool | str = "auto") -> None:
     """Like torch.distributed.all_to_all: output_tensor_list[r] receives rank r's
     input_tensor_list[me], bit for bit. compress: True, False or "auto" (as in all_gather)."""
     # Ranks may send different amounts, so the size class must not depend on this rank's: one
@@ -239,7 +243,7 @@ def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[
 
 
 def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist.ReduceOp.SUM, group: dist.ProcessGroup | None = None, *,
-                   book: CodebookSet, cls: str, compress: bool | str = True) -> None:
+                   book: CodebookSet, cls: str, compress: bool | str = "auto") -> None:
     """Like torch.distributed.reduce_scatter (SUM): compressed all_to_all of the inputs, decode,
     then sum in the tensors' own dtype, in rank order (each addition rounded as torch rounds it).
 

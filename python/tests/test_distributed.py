@@ -49,7 +49,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     mine = act(steps[3 + rank % 2], l=1 if rank < 2 else 4)
     got = [torch.empty_like(mine) for _ in range(WS)]
     ref = [torch.empty_like(mine) for _ in range(WS)]
-    sd.all_gather(got, mine, book=book, cls="act")
+    sd.all_gather(got, mine, book=book, cls="act", compress=True)
     dist.all_gather(ref, mine)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_gather differs"
     ref_gather = ref
@@ -58,7 +58,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     chunks = [c.contiguous() for c in mine.chunk(WS, dim=0)]
     got = [torch.empty_like(c) for c in chunks]
     ref = [torch.empty_like(c) for c in chunks]
-    sd.all_to_all(got, chunks, book=book, cls="act")
+    sd.all_to_all(got, chunks, book=book, cls="act", compress=True)
     dist.all_to_all(ref, chunks)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_to_all differs"
     ref_a2a = ref
@@ -66,7 +66,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     # reduce_scatter of real weight gradients.
     inputs = [grad(steps[3 + rank % 2], (rank + j) % 8).contiguous() for j in range(WS)]
     out = torch.empty_like(inputs[0])
-    sd.reduce_scatter(out, inputs, book=book, cls="grad")
+    sd.reduce_scatter(out, inputs, book=book, cls="grad", compress=True)
     parts = [torch.empty_like(out) for _ in range(WS)]
     dist.all_to_all(parts, inputs)  # the uncompressed exchange, reduced the same way
     acc = parts[0].clone()
@@ -78,7 +78,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     ints = [small_ints(g) for g in inputs]
     ib = book_for({"ints": [small_ints(grad(steps[0], k)) for k in range(8)]}, layout)  # the same on every rank
     o1, o2 = torch.empty_like(ints[0]), torch.empty_like(ints[0])
-    sd.reduce_scatter(o1, ints, book=ib, cls="ints")
+    sd.reduce_scatter(o1, ints, book=ib, cls="ints", compress=True)
     dist.reduce_scatter(o2, ints)
     assert same_bits(o1, o2), "reduce_scatter of exact sums differs from torch's"
 
@@ -87,7 +87,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     nb = book_for({"u8": [torch.arange(256, dtype=torch.uint8).repeat(4)]}, "bytes")
     got = [torch.empty_like(noise) for _ in range(WS)]
     ref = [torch.empty_like(noise) for _ in range(WS)]
-    sd.all_gather(got, noise, book=nb, cls="u8")
+    sd.all_gather(got, noise, book=nb, cls="u8", compress=True)
     dist.all_gather(ref, noise)
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "raw fallback differs"
 
@@ -103,7 +103,7 @@ def worker(rank: int, port: int, layout: str) -> None:
     # A rank with another codebook set: every rank gets the error, none decodes garbage.
     other = book_for({"act": [act(steps[4], l=4)]}, layout) if rank == 3 else book
     with pytest.raises(shuff.ShuffError, match="different codebook sets"):
-        sd.all_gather([torch.empty_like(mine) for _ in range(WS)], mine, book=other, cls="act")
+        sd.all_gather([torch.empty_like(mine) for _ in range(WS)], mine, book=other, cls="act", compress=True)
     dist.barrier()
     dist.destroy_process_group()
 
