@@ -63,24 +63,15 @@ def worker(rank: int, port: int, layout: str) -> None:
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_to_all differs"
     ref_a2a = ref
 
-    # reduce_scatter of real weight gradients.
-    inputs = [grad(steps[3 + rank % 2], (rank + j) % 8).contiguous() for j in range(WS)]
-    out = torch.empty_like(inputs[0])
-    sd.reduce_scatter(out, inputs, book=book, cls="grad", compress=True)
-    parts = [torch.empty_like(out) for _ in range(WS)]
-    dist.all_to_all(parts, inputs)  # the uncompressed exchange, reduced the same way
-    acc = parts[0].clone()
-    for p in parts[1:]:
-        acc += p
-    assert same_bits(out, acc), "reduce_scatter differs from the uncompressed exchange"
-    # Where every sum is exact (integers |x| <= 30: partial sums stay below bf16's 256), it equals gloo's own reduce_scatter bit for bit.
-    small_ints = lambda g: (g.float() * 1e5).round().clamp(-30, 30).to(torch.bfloat16).contiguous()  # noqa: E731
-    ints = [small_ints(g) for g in inputs]
-    ib = book_for({"ints": [small_ints(grad(steps[0], k)) for k in range(8)]}, layout)  # the same on every rank
-    o1, o2 = torch.empty_like(ints[0]), torch.empty_like(ints[0])
-    sd.reduce_scatter(o1, ints, book=ib, cls="ints", compress=True)
-    dist.reduce_scatter(o2, ints)
-    assert same_bits(o1, o2), "reduce_scatter of exact sums differs from torch's"
+    # reduce_scatter of real weight gradients, bit-identical to torch's own (gloo), also for sizes
+    # that do not split evenly and in f32/f16.
+    for dtype, n in [(torch.bfloat16, None), (torch.bfloat16, 1001), (torch.float32, 777), (torch.float16, 50)]:
+        inputs = [grad(steps[3 + rank % 2], (rank + j) % 8).reshape(-1)[:n].to(dtype).contiguous() for j in range(WS)]
+        gb = book_for({"g": [grad(steps[0], k).reshape(-1)[:n].to(dtype).contiguous() for k in range(8)]}, layout)
+        out, ref_out = torch.empty_like(inputs[0]), torch.empty_like(inputs[0])
+        sd.reduce_scatter(out, inputs, book=gb, cls="g", compress=True)
+        dist.reduce_scatter(ref_out, inputs)
+        assert same_bits(out, ref_out), f"reduce_scatter {dtype} x{inputs[0].numel()} differs from torch's"
 
     # Data that does not shrink travels raw and still arrives intact.
     noise = torch.randint(0, 256, (5000,), dtype=torch.uint8, generator=torch.Generator().manual_seed(rank))
@@ -111,3 +102,24 @@ def worker(rank: int, port: int, layout: str) -> None:
 @pytest.mark.parametrize("layout", ["bytes", "exponent"])
 def test_collectives_are_bit_exact_on_four_gloo_ranks(layout):
     mp.spawn(worker, args=(free_port(), layout), nprocs=WS, join=True)
+
+
+def order_worker(rank: int, port: int, ws: int) -> None:
+    """The summation-order model behind reduce_scatter, against gloo itself, many sizes."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=ws)
+    g = torch.Generator().manual_seed(7)
+    for n in [1, 2, 3, 7, 64, 999, 4097, 65537]:
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            every = [[(torch.randn(n, generator=g) * 10 ** torch.randn(n, generator=g)).to(dtype) for _ in range(ws)] for _ in range(ws)]
+            ref = torch.empty(n, dtype=dtype)
+            dist.reduce_scatter(ref, every[rank])
+            mine = torch.empty(n, dtype=dtype)
+            sd._sum_like_gloo([every[r][rank] for r in range(ws)], mine)
+            assert same_bits(mine, ref), f"{ws} ranks, {n} x {dtype}: gloo added in another order"
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("ws", [3, 5])
+def test_reduce_scatter_order_model_matches_gloo(ws):
+    mp.spawn(order_worker, args=(free_port(), ws), nprocs=ws, join=True)
