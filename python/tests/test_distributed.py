@@ -54,6 +54,16 @@ def worker(rank: int, port: int, layout: str) -> None:
     assert all(same_bits(g, r) for g, r in zip(got, ref)), "all_gather differs"
     ref_gather = ref
 
+    # A message of several pipeline pieces (128 KiB, 256 KiB, 512 KiB, 1 MiB, …): every real
+    # tensor of the sample, ~3.7 MB per rank, rotated per rank so each rank sends different data.
+    big = torch.cat([t.reshape(-1) for s in steps for _, t in sorted(s.items())])
+    big = torch.roll(big, shifts=rank * 1000).contiguous()
+    got = [torch.empty_like(big) for _ in range(WS)]
+    ref = [torch.empty_like(big) for _ in range(WS)]
+    sd.all_gather(got, big, book=book, cls="act", compress=True)
+    dist.all_gather(ref, big)
+    assert big.numel() * 2 > 3 * 2**20 and all(same_bits(g, r) for g, r in zip(got, ref)), "pipelined all_gather differs"
+
     # all_to_all: chunk j of rank r's activation goes to rank j.
     chunks = [c.contiguous() for c in mine.chunk(WS, dim=0)]
     got = [torch.empty_like(c) for c in chunks]
