@@ -99,3 +99,37 @@ def test_measure_matches_the_paper_quantities(steps):
     book = train(tensors[:4], "bytes")
     m = shuff.measure(tensors[4], book, "c")
     assert m["shannon"] > m["huffman"] > m["fixed"] > 15.0
+
+
+def test_coding_releases_the_gil(steps):
+    """While one thread codes a large tensor, another keeps running Python code at most of its
+    normal speed (this machine has two cores)."""
+    import threading
+    import time
+
+    x = torch.cat([t.reshape(-1) for s in steps for t in s.values()]).repeat(12).contiguous()  # ~45 MB bf16
+    book = train([x[: 1 << 20]], "exponent")
+    frame = shuff.encode(x, book, "c")
+
+    def spin(seconds: float | None, done: threading.Event | None = None) -> float:
+        ticks, start = 0, time.perf_counter()
+        while (done is None and time.perf_counter() - start < seconds) or (done is not None and not done.is_set()):
+            ticks += 1
+        return ticks / (time.perf_counter() - start)
+
+    alone = spin(0.3)
+    done = threading.Event()
+
+    def code():
+        for _ in range(4):
+            shuff.encode(x, book, "c")
+            shuff.decode(frame, book, "c")
+        done.set()
+
+    worker = threading.Thread(target=code)
+    worker.start()
+    during = spin(None, done)
+    worker.join()
+    # Measured here: 115–150% of the lone speed with the GIL released; 57% with a build that held
+    # it through encode/decode (the rest of the worker's time is Python and allocation).
+    assert during > 0.85 * alone, f"Python ran at {during / alone:.0%} of its speed while coding"
