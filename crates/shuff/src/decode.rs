@@ -104,8 +104,8 @@ fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8]) -> Result<
 /// `K` steps of at most `max(DECODE_TABLE_BITS, max_len)` bits fit in 56 bits.
 ///
 /// Bounds are checked once per batch of rounds, not per symbol: a round advances `p` by ≤ 7 bytes
-/// and reads 8 bytes there, and writes ≤ `store·K` bytes of output (2 or 4 a step), so the rounds that stay
-/// inside every lane's input and output is computed up front. Per-access checks cost 30% of
+/// and reads 8 bytes there, and writes ≤ `store·K` bytes of output (2 or 4 a step), so the number of
+/// rounds that stay inside every lane's input and output is computed up front. Per-access checks cost 30% of
 /// decode speed (perf annotate showed bounds tests and the spills they caused dominating the loop).
 #[inline(always)]
 fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
