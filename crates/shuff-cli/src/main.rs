@@ -206,10 +206,15 @@ enum Command {
         /// Layouts to study.
         #[arg(long, value_delimiter = ',', default_value = "bytes,exponent")]
         layouts: Vec<Layout>,
+        /// How the inputs are ordered into steps: `given` (command-line order), `name` (file names
+        /// in natural order: step2 before step10), or `metadata` (the files' safetensors metadata
+        /// "step" value, as tools/capture_minilm.py writes it). The last step is held out.
+        #[arg(long, default_value = "given")]
+        step_order: String,
         /// Report directory.
         #[arg(short, long)]
         output: PathBuf,
-        /// One safetensors file per step, in step order.
+        /// One safetensors file per step.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
@@ -387,7 +392,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Analyze { group, layer, shard, layouts, output, inputs } => {
+        Command::Analyze { group, layer, shard, layouts, step_order, output, mut inputs } => {
+            order_steps(&mut inputs, &step_order)?;
             let naming = analyze::Naming {
                 group: Regex::new(&group).context("bad --group regex")?,
                 layer: Regex::new(&layer).context("bad --layer regex")?,
@@ -410,6 +416,38 @@ fn run(cli: Cli) -> Result<()> {
             write_atomic(&output, &bytes)
         }
     }
+}
+
+/// Orders capture files into steps (see `analyze --step-order`).
+fn order_steps(inputs: &mut [PathBuf], order: &str) -> Result<()> {
+    match order {
+        "given" => {}
+        "name" => {
+            // Natural order: runs of digits compare as numbers.
+            let re = Regex::new(r"\d+|\D+").expect("valid regex");
+            inputs.sort_by_cached_key(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                re.find_iter(&name)
+                    .map(|m| m.as_str().parse::<u64>().map_or((1, 0, m.as_str().to_string()), |n| (0, n, String::new())))
+                    .collect::<Vec<_>>()
+            });
+        }
+        "metadata" => {
+            let mut keyed = Vec::with_capacity(inputs.len());
+            for p in inputs.iter() {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).with_context(|| format!("{} is not a safetensors file", p.display()))?;
+                let step = meta.metadata().as_ref().and_then(|m| m.get("step")).and_then(|s| s.parse::<u64>().ok());
+                keyed.push((step.with_context(|| format!("{} has no numeric \"step\" in its metadata", p.display()))?, p.clone()));
+            }
+            keyed.sort();
+            for (slot, (_, p)) in inputs.iter_mut().zip(keyed) {
+                *slot = p;
+            }
+        }
+        other => bail!("unknown --step-order `{other}` (given, name, metadata)"),
+    }
+    Ok(())
 }
 
 /// `shuff demo`: see the command's help.

@@ -283,3 +283,18 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(first.starts_with("tensor"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn analyze_orders_steps_by_name_or_metadata() {
+    for order in ["name", "metadata"] {
+        let dir = tmp(&format!("order-{order}"));
+        let mut args = vec!["analyze".to_string(), "--layouts".into(), "bytes".into(), "--step-order".into(), order.into(), "-o".into(), dir.display().to_string()];
+        args.extend([4, 1, 0, 3, 2].map(sample));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = shuff(&args);
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["trained_on"], serde_json::json!((0..4).map(sample).collect::<Vec<_>>()), "{order}");
+        assert_eq!(report["held_out"], sample(4));
+    }
+}
