@@ -122,7 +122,10 @@ def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cl
 
             out = torch.empty(shape, dtype=getattr(torch, name))
         else:
-            out = np.empty(shape, dtype=name)
+            try:
+                out = np.empty(shape, dtype=name)
+            except TypeError:
+                raise ShuffError(f"numpy has no {name} dtype here (ml_dtypes provides it); pass out=") from None
     elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
         raise ShuffError(f"out is {_exact_name(out)}{tuple(out.shape)}, the message holds {name}{tuple(shape)}")
     return decode_frame_into(mv[end:], book, out, cls)
