@@ -123,42 +123,49 @@ fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &[u32; 1 << 16], single: &[u32;
     pos + n.div_ceil(8) as usize
 }
 
-/// Codes the four lanes of one stream into `scratch` (lane `l` at `l · cap`); returns lane sizes.
-fn encode_lanes(code: &StreamCode, syms: &[u8], scratch: &mut [u8], cap: usize) -> [usize; LANES] {
+/// Codes the four lanes of one stream back to back into `dst` where it has room for a lane's
+/// worst case, else into `scratch` (lane `l` at `l · cap`, copied into `dst` by the caller once the
+/// sizes are known); returns lane sizes and which lanes went to `scratch`.
+fn encode_lanes(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("bmi2") {
         // SAFETY: the CPU has BMI2, checked just above.
-        return unsafe { encode_lanes_bmi2(code, syms, scratch, cap) };
+        return unsafe { encode_lanes_bmi2(code, syms, dst, scratch, cap) };
     }
-    encode_lanes_generic(code, syms, scratch, cap)
+    encode_lanes_generic(code, syms, dst, scratch, cap)
 }
 
 /// [`encode_lanes_generic`] compiled with BMI2 (`shlx`/`shrx`: shifts by a register other than
 /// `cl`), chosen at run time as huff0 does.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2")]
-fn encode_lanes_bmi2(code: &StreamCode, syms: &[u8], scratch: &mut [u8], cap: usize) -> [usize; LANES] {
-    encode_lanes_generic(code, syms, scratch, cap)
+fn encode_lanes_bmi2(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
+    encode_lanes_generic(code, syms, dst, scratch, cap)
 }
 
 #[inline(always)]
-fn encode_lanes_generic(code: &StreamCode, syms: &[u8], scratch: &mut [u8], cap: usize) -> [usize; LANES] {
+fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
     let table = code.encode_table();
     let lens = lane_lengths(syms.len());
-    let mut sizes = [0usize; LANES];
-    let mut start = 0;
-    for (l, (&m, size)) in lens.iter().zip(sizes.iter_mut()).enumerate() {
-        let lane = &syms[start..start + m];
-        let buf = &mut scratch[l * cap..(l + 1) * cap];
+    let (mut sizes, mut staged) = ([0usize; LANES], [false; LANES]);
+    let (mut start, mut at) = (0, 0);
+    for l in 0..LANES {
+        let (m, lane) = (lens[l], &syms[start..start + lens[l]]);
+        // Straight into the output when the lane's worst case fits there (all but the last lanes,
+        // usually): that saves copying them from scratch afterwards.
+        let direct = dst.len() - at.min(dst.len()) >= lane_capacity(m);
+        let buf = if direct { &mut dst[at..at + lane_capacity(m)] } else { &mut scratch[l * cap..(l + 1) * cap] };
         // When every pair fits the table, the hot loop skips the test for pairs that do not.
-        *size = if 2 * code.max_len() <= PAIR_ENCODE_MAX_BITS {
+        sizes[l] = if 2 * code.max_len() <= PAIR_ENCODE_MAX_BITS {
             encode_lane_pairs::<true>(code.pair_encode_table(), table, lane, buf)
         } else {
             encode_lane_pairs::<false>(code.pair_encode_table(), table, lane, buf)
         };
+        staged[l] = !direct;
         start += m;
+        at += sizes[l];
     }
-    sizes
+    (sizes, staged)
 }
 
 /// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
@@ -190,16 +197,21 @@ fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, chunk: &[u8
             pos += n;
             StreamMode::Raw
         } else {
-            let sizes = encode_lanes(code, syms, &mut scratch.lanes, cap);
+            // Lanes go after the lane sizes (an empty slice when even those would not fit: then
+            // every lane is staged, and the stream will be stored raw anyway).
+            let lanes_at = (pos + 2 * LANES).min(out.len());
+            let (sizes, staged) = encode_lanes(code, syms, &mut out[lanes_at..], &mut scratch.lanes, cap);
             let total: usize = sizes.iter().sum::<usize>() + 2 * LANES;
             if total < n {
                 for size in sizes {
                     out[pos..pos + 2].copy_from_slice(&(size as u16).to_le_bytes());
                     pos += 2;
                 }
-                for (l, size) in sizes.into_iter().enumerate() {
-                    out[pos..pos + size].copy_from_slice(&scratch.lanes[l * cap..l * cap + size]);
-                    pos += size;
+                for l in 0..LANES {
+                    if staged[l] {
+                        out[pos..pos + sizes[l]].copy_from_slice(&scratch.lanes[l * cap..l * cap + sizes[l]]);
+                    }
+                    pos += sizes[l];
                 }
                 StreamMode::Coded
             } else {
@@ -214,11 +226,12 @@ fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, chunk: &[u8
     pos
 }
 
-/// Worst-case bytes of one encoded chunk of `len` tensor bytes: each stream is at most raw (coding
-/// is kept only when smaller), plus the mode byte.
+/// Bytes of a staging slot for one chunk of `len` tensor bytes: the worst case of the chunk (each
+/// stream at most raw, plus the mode byte) and half as much again, so that compressible data has
+/// room to code every lane in place instead of through scratch (which cost two threads 10%).
 #[cfg(feature = "parallel")]
-fn chunk_capacity(len: usize) -> usize {
-    len + 1
+fn staging_capacity(len: usize) -> usize {
+    len + 1 + len / 2 + 64
 }
 
 fn check_out(dtype: DType, layout: Layout, data: &[u8], out: &[u8]) -> Result<(), EncodeError> {
@@ -259,14 +272,14 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
         // buffer per chunk cost more in allocation than the threads gained.)
         return STAGING.with(|staging| {
             let mut staging = staging.borrow_mut();
-            let total: usize = chunks.iter().map(|c| chunk_capacity(c.len())).sum();
+            let total: usize = chunks.iter().map(|c| staging_capacity(c.len())).sum();
             if staging.len() < total {
                 staging.resize(total, 0);
             }
             let mut slots = Vec::with_capacity(chunks.len());
             let mut rest = &mut staging[..total];
             for c in &chunks {
-                let (slot, tail) = rest.split_at_mut(chunk_capacity(c.len()));
+                let (slot, tail) = rest.split_at_mut(staging_capacity(c.len()));
                 slots.push(slot);
                 rest = tail;
             }
