@@ -281,7 +281,7 @@ fn decode_coded_stream(code: &StreamCode, data: &[u8], out: &mut [u8], stream: u
 }
 
 /// Decodes one chunk (`data` = exactly its bytes) into `out` (its tensor bytes).
-fn decode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn decode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
     let k = codes.len();
     let &modes = data.first().ok_or(DecodeError::Truncated("chunk"))?;
     if k < 4 && modes >> (2 * k) != 0 {
@@ -326,41 +326,72 @@ fn check_output(info: &FrameInfo, out: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Splits the chunk area into each chunk's bytes.
-fn chunk_slices<'a>(info: &FrameInfo, frame: &'a [u8], pos: usize) -> Result<Vec<&'a [u8]>, DecodeError> {
-    let chunks = info.chunks()?;
-    if chunks <= 1 {
-        return Ok(if chunks == 1 { vec![&frame[pos..]] } else { Vec::new() });
-    }
-    let mut p = pos;
-    let table_end = pos.checked_add(4 * chunks).filter(|&e| e <= frame.len()).ok_or(DecodeError::Truncated("chunk table"))?;
-    let mut start = table_end;
-    let mut out = Vec::with_capacity(chunks);
-    for _ in 0..chunks {
-        let size = read_u32(frame, &mut p, "chunk table")? as usize;
-        let end = start.checked_add(size).filter(|&e| e <= frame.len()).ok_or(DecodeError::Truncated("chunk"))?;
-        out.push(&frame[start..end]);
-        start = end;
-    }
-    if start != frame.len() {
-        return Err(DecodeError::Corrupt(format!("{} bytes after the last chunk", frame.len() - start)));
-    }
-    Ok(out)
+/// The chunk area of a frame, validated (every chunk inside the frame, no bytes after the last),
+/// walked without allocating.
+#[derive(Clone)]
+struct Chunks<'a> {
+    frame: &'a [u8],
+    /// A single chunk has no table: it runs to the end of the frame.
+    single: bool,
+    /// Next chunk-table entry.
+    entry: usize,
+    start: usize,
+    left: usize,
 }
 
-fn decode_chunks(codes: &[&StreamCode], info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
-    let chunks = chunk_slices(info, frame, pos)?;
+impl<'a> Chunks<'a> {
+    fn new(info: &FrameInfo, frame: &'a [u8], pos: usize) -> Result<Self, DecodeError> {
+        let left = info.chunks()?;
+        if left <= 1 {
+            return Ok(Chunks { frame, single: true, entry: pos, start: pos, left });
+        }
+        let table_end = pos.checked_add(4 * left).filter(|&e| e <= frame.len()).ok_or(DecodeError::Truncated("chunk table"))?;
+        let (mut p, mut end) = (pos, table_end);
+        for _ in 0..left {
+            let size = read_u32(frame, &mut p, "chunk table")? as usize;
+            end = end.checked_add(size).filter(|&e| e <= frame.len()).ok_or(DecodeError::Truncated("chunk"))?;
+        }
+        if end != frame.len() {
+            return Err(DecodeError::Corrupt(format!("{} bytes after the last chunk", frame.len() - end)));
+        }
+        Ok(Chunks { frame, single: false, entry: pos, start: table_end, left })
+    }
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let end = if self.single {
+            self.frame.len()
+        } else {
+            let size = read_u32(self.frame, &mut self.entry, "chunk table").expect("validated in Chunks::new") as usize;
+            self.start + size
+        };
+        let chunk = &self.frame[self.start..end];
+        self.start = end;
+        Some(chunk)
+    }
+}
+
+fn decode_chunks(codes: &[StreamCode], info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
+    let chunks = Chunks::new(info, frame, pos)?;
     let (dtype, layout) = (info.dtype, info.layout);
     #[cfg(feature = "parallel")]
-    if chunks.len() >= 8 && rayon::current_num_threads() > 1 {
+    if chunks.left >= 8 && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
+        let chunks: Vec<&[u8]> = chunks.collect();
         return out.par_chunks_mut(CHUNK_BYTES).zip(chunks.par_iter()).try_for_each(|(o, c)| {
             SCRATCH.with(|s| decode_chunk(codes, dtype, layout, c, o, &mut s.borrow_mut().symbols))
         });
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(&chunks) {
+        for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
             decode_chunk(codes, dtype, layout, c, o, &mut s.symbols)?;
         }
         Ok(())
@@ -392,8 +423,7 @@ pub fn decode_into(book: &Codebook, frame: &[u8], out: &mut [u8]) -> Result<(), 
         });
     }
     check_output(&info, out)?;
-    let codes: Vec<&StreamCode> = book.streams().iter().collect();
-    decode_chunks(&codes, &info, frame, info.header_len, out)?;
+    decode_chunks(book.streams(), &info, frame, info.header_len, out)?;
     verify_checksum(&info, out)
 }
 
@@ -425,7 +455,6 @@ pub fn decode_three_stage_into(frame: &[u8], out: &mut [u8]) -> Result<(), Decod
         }
         codes.push(partial_stream_code(lengths).ok_or_else(|| DecodeError::Corrupt(format!("stream {s}: code lengths are not a prefix code")))?);
     }
-    let refs: Vec<&StreamCode> = codes.iter().collect();
-    decode_chunks(&refs, &info, frame, pos, out)?;
+    decode_chunks(&codes, &info, frame, pos, out)?;
     verify_checksum(&info, out)
 }

@@ -170,7 +170,7 @@ fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch:
 
 /// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
 /// bytes written.
-fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
+fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
     let k = codes.len();
     let symbols: &[u8] = if k == 1 {
         chunk
@@ -250,22 +250,23 @@ const PARALLEL_MIN_CHUNKS: usize = 8;
 
 /// Encodes the chunks of `data` into `out` after `pos`, writing a chunk table first when there is
 /// more than one chunk. Returns the end position.
-fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
-    let chunks: Vec<&[u8]> = data.chunks(CHUNK_BYTES).collect();
-    if chunks.len() <= 1 {
+fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
+    let count = data.len().div_ceil(CHUNK_BYTES);
+    if count <= 1 {
         return SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            match chunks.first() {
-                Some(c) => pos + encode_chunk(codes, dtype, layout, c, &mut out[pos..], &mut s),
-                None => pos,
+            match count {
+                1 => pos + encode_chunk(codes, dtype, layout, data, &mut out[pos..], &mut s),
+                _ => pos,
             }
         });
     }
     let table = pos;
-    pos += 4 * chunks.len();
+    pos += 4 * count;
     #[cfg(feature = "parallel")]
-    if opts.parallel && chunks.len() >= PARALLEL_MIN_CHUNKS && rayon::current_num_threads() > 1 {
+    if opts.parallel && count >= PARALLEL_MIN_CHUNKS && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
+        let chunks: Vec<&[u8]> = data.chunks(CHUNK_BYTES).collect();
         // Code chunks into worst-case slots of a staging buffer, in parallel, then copy them to
         // their places in `out`, also in parallel. (Coding into slots of `out` itself and closing
         // the gaps afterwards made that copy serial and capped two threads at ~1.5×; a fresh
@@ -304,13 +305,9 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
         });
     }
     let _ = opts;
-    encode_chunks_serial(codes, dtype, layout, &chunks, out, table, pos)
-}
-
-fn encode_chunks_serial(codes: &[&StreamCode], dtype: DType, layout: Layout, chunks: &[&[u8]], out: &mut [u8], table: usize, mut pos: usize) -> usize {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        for (i, c) in chunks.iter().enumerate() {
+        for (i, c) in data.chunks(CHUNK_BYTES).enumerate() {
             let size = encode_chunk(codes, dtype, layout, c, &mut out[pos..], &mut s);
             out[table + 4 * i..table + 4 * i + 4].copy_from_slice(&(size as u32).to_le_bytes());
             pos += size;
@@ -319,19 +316,18 @@ fn encode_chunks_serial(codes: &[&StreamCode], dtype: DType, layout: Layout, chu
     })
 }
 
-/// The frame header for `data` (fingerprint `None` marks a three-stage frame).
-fn header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u32>, opts: EncodeOptions) -> Vec<u8> {
-    let info = FrameInfo {
+/// Writes the frame header for `data` at the start of `out` (fingerprint `None` marks a
+/// three-stage frame); returns its length.
+fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u32>, opts: EncodeOptions, out: &mut [u8]) -> usize {
+    FrameInfo {
         dtype,
         layout,
         elements: (data.len() / dtype.size()) as u64,
         fingerprint,
         checksum: opts.checksum.then(|| crc32fast::hash(data)),
         header_len: 0,
-    };
-    let mut out = Vec::with_capacity(crate::frame::MAX_HEADER_BYTES);
-    info.write(&mut out);
-    out
+    }
+    .write(out)
 }
 
 /// Encodes tensor bytes `data` (elements of `book.dtype()`, little-endian) with `book` into `out`,
@@ -339,10 +335,8 @@ fn header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u32>, o
 pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
     let (dtype, layout) = (book.dtype(), book.layout());
     check_out(dtype, layout, data, out)?;
-    let header = header(dtype, layout, data, Some(book.fingerprint().0 as u32), opts);
-    out[..header.len()].copy_from_slice(&header);
-    let codes: Vec<&StreamCode> = book.streams().iter().collect();
-    Ok(encode_chunks(&codes, dtype, layout, data, out, header.len(), opts))
+    let header_len = write_header(dtype, layout, data, Some(book.fingerprint().0 as u32), opts, out);
+    Ok(encode_chunks(book.streams(), dtype, layout, data, out, header_len, opts))
 }
 
 /// Encodes `data` with `book` into a new buffer.
@@ -362,19 +356,18 @@ pub const THREE_STAGE_MAX_LEN: u32 = 15;
 pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: EncodeOptions) -> Result<Vec<u8>, EncodeError> {
     let hists = stream_histograms(dtype, layout, data)?;
     let mut out = vec![0u8; max_frame_len(dtype, layout, data.len())];
-    let mut header = header(dtype, layout, data, None, opts);
+    let mut pos = write_header(dtype, layout, data, None, opts, &mut out);
     let mut codes = Vec::new();
     for h in &hists {
         let lengths = huffman::limited_lengths(&h.counts, THREE_STAGE_MAX_LEN).expect("256 symbols fit 15 bits");
         let lengths: [u8; 256] = lengths.try_into().expect("256 lengths");
         for pair in lengths.chunks_exact(2) {
-            header.push(pair[0] | (pair[1] << 4));
+            out[pos] = pair[0] | (pair[1] << 4);
+            pos += 1;
         }
         codes.push(partial_stream_code(lengths).expect("package-merge gives a valid code"));
     }
-    out[..header.len()].copy_from_slice(&header);
-    let refs: Vec<&StreamCode> = codes.iter().collect();
-    let n = encode_chunks(&refs, dtype, layout, data, &mut out, header.len(), opts);
+    let n = encode_chunks(&codes, dtype, layout, data, &mut out, pos, opts);
     out.truncate(n);
     Ok(out)
 }

@@ -139,10 +139,16 @@ impl FrameInfo {
         Ok(info)
     }
 
-    /// Appends this header to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+    /// Writes this header at the start of `out` (≥ [`MAX_HEADER_BYTES`]) and returns its length:
+    /// in place, so that encoding allocates nothing.
+    pub(crate) fn write(&self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        let mut put = |bytes: &[u8]| {
+            out[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        };
+        put(&MAGIC);
+        put(&[VERSION]);
         let mut d = self.dtype.id() | (self.layout.id() << 3);
         if self.checksum.is_some() {
             d |= FLAG_CHECKSUM;
@@ -150,24 +156,30 @@ impl FrameInfo {
         if self.fingerprint.is_none() {
             d |= FLAG_THREE_STAGE;
         }
-        out.push(d);
-        write_varint(out, self.elements);
+        put(&[d]);
+        let mut varint = [0u8; 10];
+        let len = write_varint(&mut varint, self.elements);
+        put(&varint[..len]);
         if let Some(f) = self.fingerprint {
-            out.extend_from_slice(&f.to_le_bytes());
+            put(&f.to_le_bytes());
         }
         if let Some(c) = self.checksum {
-            out.extend_from_slice(&c.to_le_bytes());
+            put(&c.to_le_bytes());
         }
+        n
     }
 }
 
-/// LEB128: 7 bits per byte, low first, high bit = more.
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+/// LEB128 (7 bits per byte, low first, high bit = more) into `out`; returns the bytes written (≤ 10).
+pub(crate) fn write_varint(out: &mut [u8; 10], mut v: u64) -> usize {
+    let mut n = 0;
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out[n] = (v as u8) | 0x80;
         v >>= 7;
+        n += 1;
     }
-    out.push(v as u8);
+    out[n] = v as u8;
+    n + 1
 }
 
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
@@ -213,10 +225,11 @@ mod tests {
             checksum: Some(7),
             header_len: 0,
         };
-        let mut out = Vec::new();
-        info.write(&mut out);
+        let mut buf = [0u8; MAX_HEADER_BYTES];
+        let n = info.write(&mut buf);
+        let out = &buf[..n];
         assert!(out.len() <= 16, "{} bytes", out.len());
-        let back = FrameInfo::parse(&out).unwrap();
+        let back = FrameInfo::parse(out).unwrap();
         assert_eq!(back, FrameInfo { header_len: out.len(), ..info });
         for cut in 0..out.len() {
             assert!(FrameInfo::parse(&out[..cut]).is_err());
@@ -226,10 +239,11 @@ mod tests {
     #[test]
     fn varints_round_trip_and_reject_overflow() {
         for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
-            let mut out = Vec::new();
-            write_varint(&mut out, v);
+            let mut buf = [0u8; 10];
+            let n = write_varint(&mut buf, v);
+            let out = &buf[..n];
             let mut pos = 0;
-            assert_eq!(read_varint(&out, &mut pos).unwrap(), v);
+            assert_eq!(read_varint(out, &mut pos).unwrap(), v);
             assert_eq!(pos, out.len());
         }
         let mut pos = 0;
