@@ -8,7 +8,7 @@
 //! header is kept verbatim and a CRC-32 of the whole restored file is checked, so decompression is
 //! bit-identical or fails. Layout of the file: docs/FORMAT.md, "Model files".
 
-use crate::container::{take, u64_at};
+use crate::container::{frame_codebook, pieces, take, u64_at, Piece};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -23,45 +23,6 @@ const MAGIC: &[u8; 8] = b"SHUFFMD1";
 const SMALL_CLASS_BYTES: usize = 256 << 10;
 const SEG_RAW: u8 = 0;
 const SEG_FRAME: u8 = 1;
-
-/// One tensor (or a gap between tensors) of the data area, in file order.
-struct Piece<'a> {
-    name: String,
-    dtype: Option<DType>,
-    data: &'a [u8],
-}
-
-/// The data area of a safetensors file cut into tensors and gaps, so that concatenating the
-/// pieces restores it exactly (even for files with unusual ordering or padding).
-fn pieces(file: &[u8]) -> Result<(usize, Vec<Piece<'_>>)> {
-    let st = safetensors::SafeTensors::deserialize(file).context("not a valid safetensors file")?;
-    let header_len = 8 + u64::from_le_bytes(file[..8].try_into().expect("validated")) as usize;
-    let mut tensors: Vec<(usize, Piece)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let start = v.data().as_ptr() as usize - file.as_ptr() as usize;
-            (start, Piece { name, dtype: crate::tensors::dtype_of(v.dtype()), data: &file[start..start + v.data().len()] })
-        })
-        .collect();
-    tensors.sort_by_key(|(start, _)| *start);
-    let mut out = Vec::new();
-    let mut pos = header_len;
-    for (start, piece) in tensors {
-        if start < pos {
-            bail!("tensor `{}` overlaps the previous one", piece.name);
-        }
-        if start > pos {
-            out.push(Piece { name: String::new(), dtype: None, data: &file[pos..start] });
-        }
-        pos = start + piece.data.len();
-        out.push(piece);
-    }
-    if pos < file.len() {
-        out.push(Piece { name: String::new(), dtype: None, data: &file[pos..] });
-    }
-    Ok((header_len, out))
-}
 
 /// The class of a tensor when the user gives no codebook: its name with layer numbers replaced.
 pub fn auto_class(name: &str, dtype: DType) -> String {
@@ -278,13 +239,7 @@ pub fn parse(data: &[u8]) -> Result<ModelFile<'_>> {
 impl ModelFile<'_> {
     /// The codebook a frame was made with, by fingerprint.
     pub fn class_of(&self, frame: &[u8]) -> Result<(&str, std::sync::Arc<Codebook>)> {
-        let info = FrameInfo::parse(frame)?;
-        let fp = info.fingerprint.context("a three-stage frame in a model file")?;
-        self.set
-            .classes()
-            .find(|(_, c)| c.codebook.fingerprint().0 as u32 == fp)
-            .map(|(n, c)| (n, c.codebook.clone()))
-            .with_context(|| format!("frame made with codebook {fp:08x}…, which the file does not carry"))
+        frame_codebook(&self.set, frame)
     }
 
     /// Bytes each segment restores to.
