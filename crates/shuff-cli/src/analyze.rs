@@ -224,16 +224,14 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
             set.insert(class, book, prov);
         }
         // The held-out step, measured exactly as `shuff eval` measures it.
-        let names: BTreeMap<String, String> = held_out
+        let measured: Vec<(String, Sizes)> = held_out
             .tensors(None)?
-            .iter()
-            .filter_map(|t| Naming::capture(&naming.group, &t.name).map(|c| (t.name.clone(), c)))
-            .collect();
-        let tensors = held_out.tensors(None)?;
-        let measured: Vec<(String, Sizes)> = tensors
             .par_iter()
-            .filter_map(|t| names.get(&t.name).map(|c| (c, t)))
-            .map(|(c, t)| Ok((c.clone(), measure(&set.codebook(c).expect("trained"), t.data, max_len, None)?)))
+            .filter_map(|t| Naming::capture(&naming.group, &t.name).map(|c| (c, t)))
+            .map(|(c, t)| {
+                let sizes = measure(&set.codebook(&c).expect("trained"), t.data, max_len, None)?;
+                Ok((c, sizes))
+            })
             .collect::<Result<_>>()?;
         let mut class_sizes: BTreeMap<String, Sizes> = BTreeMap::new();
         let mut total = Sizes::default();
