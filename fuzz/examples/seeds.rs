@@ -11,7 +11,7 @@ fn main() {
     for (i, len) in [0usize, 2, 64, 1000, 4096, 65536, 65536 + 2048, s.len() & !1].into_iter().enumerate() {
         let tensor = &s[..len];
         for checksum in [false, true] {
-            let opts = EncodeOptions { checksum, parallel: false };
+            let opts = EncodeOptions { checksum, parallel: false, ..Default::default() };
             for which in 0..3u8 {
                 let frame = match which {
                     2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts),

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let start = usize::from(u16::from_le_bytes([data[1], data[2]])) * 2 % s.len();
     let len = (usize::from(u16::from_le_bytes([data[3], data[4]])) * 4).min(s.len() - start) & !1;
     let tensor = &s[start..start + len];
-    let opts = EncodeOptions { checksum: true, parallel: false };
+    let opts = EncodeOptions { checksum: true, parallel: false, ..Default::default() };
     let mut frame = match which {
         2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts),
         b => encode(&books()[b as usize], tensor, opts),

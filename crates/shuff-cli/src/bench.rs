@@ -101,7 +101,7 @@ pub fn bench_size(book: &Codebook, source: &[u8], size: usize, threads: usize, s
         bail!("no data to benchmark");
     }
     let msg: Vec<u8> = source.iter().cycle().take(size).copied().collect();
-    let opts = EncodeOptions { checksum: false, parallel: threads > 1 };
+    let opts = EncodeOptions { checksum: false, parallel: threads > 1, ..Default::default() };
     let mut frame = vec![0u8; max_frame_len(book.dtype(), book.layout(), size)];
     let mut back = vec![0u8; size];
 

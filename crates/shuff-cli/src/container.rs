@@ -78,7 +78,7 @@ pub fn encode_file(file: &[u8], set: &CodebookSet, class: &str, filter: Option<&
         let frame;
         let (kind, bytes) = if code {
             coded += 1;
-            frame = encode(&book, p.data, EncodeOptions { checksum: true, parallel: true })?;
+            frame = encode(&book, p.data, EncodeOptions { checksum: true, parallel: true, ..Default::default() })?;
             (1u8, frame.as_slice())
         } else {
             (0u8, p.data)

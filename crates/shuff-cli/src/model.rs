@@ -148,7 +148,7 @@ pub fn compress(file: &[u8], book: Option<&CodebookSet>, name: &str, progress: b
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let opts = EncodeOptions { checksum: true, parallel: true };
+    let opts = EncodeOptions { checksum: true, parallel: true, ..Default::default() };
     let segments: Vec<(u8, &str, std::borrow::Cow<[u8]>)> = pieces
         .par_iter()
         .map(|p| {

@@ -77,6 +77,13 @@ impl PyCodebook {
     fn lengths(&self) -> Vec<Vec<u8>> {
         self.inner.streams().iter().map(|s| s.lengths().to_vec()).collect()
     }
+    /// The tables a device coder loads, one fixed-size record per stream (layout in
+    /// `shuff::device`), for member 0 of this codebook's family (itself).
+    fn device_tables<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let members = vec![&*self.inner; self.inner.streams().len()];
+        PyBytes::new(py, &shuff::device::frame_tables(&members))
+    }
+
     fn __repr__(&self) -> String {
         format!("Codebook({}/{}, fingerprint {:016x})", self.dtype(), self.layout(), self.fingerprint())
     }
@@ -193,15 +200,15 @@ impl PyTrainer {
 
 /// Encodes `data` (the tensor's bytes) with `codebook` into a frame (GIL released).
 #[pyfunction]
-#[pyo3(signature = (data, codebook, checksum=false))]
-fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook, checksum: bool) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (data, codebook, checksum=false, lanes=shuff::frame::LANES))]
+fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook, checksum: bool, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = Bytes::new(data)?;
     let book = Arc::clone(&codebook.inner);
     let frame = py
         .detach(|| {
             let input = bytes.slice();
             let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), input.len())];
-            let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true })?;
+            let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true, lanes })?;
             out.truncate(n);
             Ok::<_, shuff::EncodeError>(out)
         })
@@ -212,13 +219,13 @@ fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook,
 /// Encodes `data` with `codebook` into the writable buffer `out` (at least `max_frame_size`
 /// bytes) and returns the frame's length: no allocation, no copy of the frame (GIL released).
 #[pyfunction]
-#[pyo3(signature = (data, codebook, out, checksum=false))]
-fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>, checksum: bool) -> PyResult<usize> {
+#[pyo3(signature = (data, codebook, out, checksum=false, lanes=shuff::frame::LANES))]
+fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>, checksum: bool, lanes: usize) -> PyResult<usize> {
     let bytes = Bytes::new(data)?;
     let mut out = Bytes::new(out)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
-    py.detach(|| encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true })).map_err(err)
+    py.detach(|| encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true, lanes })).map_err(err)
 }
 
 /// Decodes `frame` with `codebook` into `out`, a writable buffer of exactly the decoded size
@@ -238,6 +245,51 @@ fn frame_info(frame: &Bound<'_, PyAny>) -> PyResult<(String, String, u64, usize,
     let frame = Bytes::new(frame)?;
     let info = FrameInfo::parse(frame.slice()).map_err(err)?;
     Ok((info.dtype.name().into(), info.layout.name().into(), info.elements, info.decoded_len().map_err(err)?, info.fingerprint))
+}
+
+/// Everything a frame's header says, for device decoders: dtype, layout, elements, decoded bytes,
+/// fingerprint32 (None: three-stage), checksum (or None), lanes, members (one per stream),
+/// format version, header length.
+#[pyfunction]
+fn frame_header_info<'py>(frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let py = frame.py();
+    let frame = Bytes::new(frame)?;
+    let info = FrameInfo::parse(frame.slice()).map_err(err)?;
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("dtype", info.dtype.name())?;
+    d.set_item("layout", info.layout.name())?;
+    d.set_item("elements", info.elements)?;
+    d.set_item("decoded_len", info.decoded_len().map_err(err)?)?;
+    d.set_item("fingerprint", info.fingerprint)?;
+    d.set_item("checksum", info.checksum)?;
+    d.set_item("lanes", info.lanes)?;
+    d.set_item("members", info.members[..info.layout.stream_count(info.dtype)].to_vec())?;
+    d.set_item("version", info.version)?;
+    d.set_item("header_len", info.header_len)?;
+    Ok(d)
+}
+
+/// The version-2 header (no checksum) of a frame of `nbytes` tensor bytes coded by `codebook` in
+/// `lanes` lanes: what a device encoder writes before its chunks.
+#[pyfunction]
+fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let book = &codebook.inner;
+    let elements = shuff::layout::element_count(book.dtype(), nbytes).map_err(err)?;
+    if !(1..=shuff::frame::MAX_LANES).contains(&lanes) {
+        return Err(err(shuff::EncodeError::BadLaneCount(lanes)));
+    }
+    let info = FrameInfo {
+        dtype: book.dtype(),
+        layout: book.layout(),
+        elements: elements as u64,
+        fingerprint: Some(book.fingerprint().0 as u32),
+        checksum: None,
+        lanes,
+        members: [0; shuff::frame::MAX_STREAMS],
+        version: shuff::frame::VERSION,
+        header_len: 0,
+    };
+    Ok(PyBytes::new(py, &info.to_bytes()))
 }
 
 /// Bits of `data` under: the Shannon bound, its own per-message Huffman code (payload only, at the
@@ -269,6 +321,8 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_into_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(encode_into_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(frame_info, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_header_info, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_header, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -16,7 +16,7 @@ fn activations(step: usize) -> Vec<u8> {
 
 fn codec(c: &mut Criterion) {
     let (train, test) = (activations(0), activations(4));
-    let opts = EncodeOptions { checksum: false, parallel: false };
+    let opts = EncodeOptions { checksum: false, parallel: false, ..Default::default() };
     for layout in [Layout::Bytes, Layout::Exponent] {
         let dists: Vec<_> = stream_histograms(DType::Bf16, layout, &train).unwrap().iter().map(|h| h.distribution().unwrap()).collect();
         let book = Codebook::from_distributions(DType::Bf16, layout, &dists, layout.default_max_len()).unwrap();

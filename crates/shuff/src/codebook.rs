@@ -145,18 +145,19 @@ impl Fnv1a {
 /// to this long decode with one lookup; longer (rare, by construction) codes take a slow path.
 pub const DECODE_TABLE_BITS: u32 = 12;
 
-/// Canonical decoding for codes longer than [`DECODE_TABLE_BITS`].
-#[derive(Clone)]
-struct LongCodes {
+/// Canonical decoding for codes longer than [`DECODE_TABLE_BITS`] (see [`StreamCode::decode_long`]).
+#[derive(Clone, Debug)]
+pub struct LongCodes {
     /// First canonical code of each length, MSB-first.
-    first: [u32; 17],
+    pub first: [u32; 17],
     /// Number of codes of each length.
-    count: [u32; 17],
+    pub count: [u32; 17],
     /// Index into `sorted` of the first symbol of each length.
-    offset: [u32; 17],
+    pub offset: [u32; 17],
     /// Symbols with a code, ordered by (length, symbol).
-    sorted: [u8; 256],
-    max_len: u32,
+    pub sorted: [u8; 256],
+    /// The longest code.
+    pub max_len: u32,
 }
 
 /// The code of one symbol stream: lengths, canonical codes and the tables that make coding a lookup.
@@ -389,6 +390,11 @@ impl StreamCode {
             }
         }
         None
+    }
+
+    /// The canonical tables [`StreamCode::decode_long`] walks (device decoders use the same).
+    pub fn long_code_tables(&self) -> &LongCodes {
+        &self.long
     }
 
     /// Whether every primary decode-table entry is a symbol (a complete code with no code longer

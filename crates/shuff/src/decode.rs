@@ -3,8 +3,8 @@
 //! count in the header, and inconsistencies are typed errors.
 
 use crate::codebook::{partial_stream_code, Codebook, StreamCode, DECODE_TABLE_BITS, QUAD_TABLE_BITS};
-use crate::encode::{lane_lengths, SCRATCH};
-use crate::frame::{read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
+use crate::encode::{lane_span, SCRATCH};
+use crate::frame::{read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_STREAMS};
 use crate::layout;
 use crate::{DType, Layout};
 
@@ -244,44 +244,55 @@ fn decode_lanes(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut
     decode_lanes_generic(code, readers, outs)
 }
 
-/// Decodes one coded stream of `out.len()` symbols from `data` (lane sizes, then lanes); returns
-/// the bytes consumed.
-fn decode_coded_stream(code: &StreamCode, data: &[u8], out: &mut [u8], stream: usize) -> Result<usize, DecodeError> {
-    let sizes_bytes = data.get(..2 * LANES).ok_or(DecodeError::Truncated("lane sizes"))?;
-    let mut sizes = [0usize; LANES];
-    for (s, b) in sizes.iter_mut().zip(sizes_bytes.chunks_exact(2)) {
-        *s = usize::from(u16::from_le_bytes([b[0], b[1]]));
-    }
-    let total: usize = sizes.iter().sum();
-    let body = data.get(2 * LANES..2 * LANES + total).ok_or(DecodeError::Truncated("lanes"))?;
-    let lens = lane_lengths(out.len());
-    let mut lanes = [&body[..0]; LANES];
-    let mut start = 0;
-    for (lane, &size) in lanes.iter_mut().zip(&sizes) {
-        *lane = &body[start..start + size];
-        start += size;
-    }
-    let mut readers = lanes.map(LaneReader::new);
-    let (o0, rest) = out.split_at_mut(lens[0]);
-    let (o1, rest) = rest.split_at_mut(lens[1]);
-    let (o2, o3) = rest.split_at_mut(lens[2]);
-    let mut outs = [o0, o1, o2, o3];
+/// Decodes one coded stream of `out.len()` symbols in `lanes` lanes from `data` (lane sizes, then
+/// lanes); returns the bytes consumed. Lanes go through the lockstep loop four at a time (the
+/// frame's lane count need not be a multiple of four: the rest take the careful path alone).
+fn decode_coded_stream(code: &StreamCode, lanes: usize, data: &[u8], out: &mut [u8], stream: usize) -> Result<usize, DecodeError> {
+    let sizes_bytes = data.get(..2 * lanes).ok_or(DecodeError::Truncated("lane sizes"))?;
+    let size = |l: usize| usize::from(u16::from_le_bytes([sizes_bytes[2 * l], sizes_bytes[2 * l + 1]]));
+    let total: usize = (0..lanes).map(size).sum();
+    let body = data.get(2 * lanes..2 * lanes + total).ok_or(DecodeError::Truncated("lanes"))?;
+    let n = out.len();
     let bad = || DecodeError::Corrupt(format!("stream {stream}: bits that start no code"));
-    decode_lanes(code, &mut readers, &mut outs).map_err(|()| bad())?;
     // Each lane must end inside its last byte: a lane that needed bytes past its end, or left whole
     // bytes unread, was damaged.
-    for (l, r) in readers.iter().enumerate() {
-        let used = r.consumed_bits();
-        let len = r.buf.len() * 8;
+    let check = |l: usize, r: &LaneReader| {
+        let (used, len) = (r.consumed_bits(), r.buf.len() * 8);
         if used > len || used + 8 <= len {
             return Err(DecodeError::Corrupt(format!("stream {stream} lane {l}: {used} bits decoded from {len} bits of data")));
         }
+        Ok(())
+    };
+    let (mut in_at, mut l) = (0, 0);
+    let mut rest_out = out;
+    while l < lanes {
+        let group = if lanes - l >= LANES { LANES } else { 1 };
+        let mut readers = [(); LANES].map(|_| LaneReader::new(&[]));
+        let mut outs: [&mut [u8]; LANES] = Default::default();
+        for g in 0..group {
+            let len = size(l + g);
+            readers[g] = LaneReader::new(&body[in_at..in_at + len]);
+            in_at += len;
+            let (_, m) = lane_span(n, lanes, l + g);
+            let (lane_out, tail) = std::mem::take(&mut rest_out).split_at_mut(m);
+            outs[g] = lane_out;
+            rest_out = tail;
+        }
+        if group == LANES {
+            decode_lanes(code, &mut readers, &mut outs).map_err(|()| bad())?;
+        } else {
+            decode_tail(&mut readers[0], code, outs[0]).map_err(|()| bad())?;
+        }
+        for (g, r) in readers.iter().enumerate().take(group) {
+            check(l + g, r)?;
+        }
+        l += group;
     }
-    Ok(2 * LANES + total)
+    Ok(2 * lanes + total)
 }
 
 /// Decodes one chunk (`data` = exactly its bytes) into `out` (its tensor bytes).
-fn decode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn decode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usize, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
     let k = codes.len();
     let &modes = data.first().ok_or(DecodeError::Truncated("chunk"))?;
     if k < 4 && modes >> (2 * k) != 0 {
@@ -297,7 +308,7 @@ fn decode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8],
         let dst: &mut [u8] = if direct { &mut *out } else { &mut symbols[s * n..(s + 1) * n] };
         let rest = &data[pos..];
         pos += match (modes >> (2 * s)) & 3 {
-            m if m == StreamMode::Coded as u8 => decode_coded_stream(code, rest, dst, s)?,
+            m if m == StreamMode::Coded as u8 => decode_coded_stream(code, lanes, rest, dst, s)?,
             m if m == StreamMode::Raw as u8 => {
                 dst.copy_from_slice(rest.get(..n).ok_or(DecodeError::Truncated("raw stream"))?);
                 n
@@ -378,21 +389,21 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-fn decode_chunks(codes: &[StreamCode], info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
+fn decode_chunks(codes: &[&StreamCode], info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
     let chunks = Chunks::new(info, frame, pos)?;
-    let (dtype, layout) = (info.dtype, info.layout);
+    let (dtype, layout, lanes) = (info.dtype, info.layout, info.lanes);
     #[cfg(feature = "parallel")]
     if chunks.left >= 8 && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         let chunks: Vec<&[u8]> = chunks.collect();
         return out.par_chunks_mut(CHUNK_BYTES).zip(chunks.par_iter()).try_for_each(|(o, c)| {
-            SCRATCH.with(|s| decode_chunk(codes, dtype, layout, c, o, &mut s.borrow_mut().symbols))
+            SCRATCH.with(|s| decode_chunk(codes, dtype, layout, lanes, c, o, &mut s.borrow_mut().symbols))
         });
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
-            decode_chunk(codes, dtype, layout, c, o, &mut s.symbols)?;
+            decode_chunk(codes, dtype, layout, lanes, c, o, &mut s.symbols)?;
         }
         Ok(())
     })
@@ -422,8 +433,18 @@ pub fn decode_into(book: &Codebook, frame: &[u8], out: &mut [u8]) -> Result<(), 
             found_layout: book.layout(),
         });
     }
+    let k = info.layout.stream_count(info.dtype);
+    if let Some(s) = (0..k).find(|&s| info.members[s] != 0) {
+        return Err(DecodeError::Corrupt(format!(
+            "stream {s} was coded by member {} of a codebook family, but a single codebook (member 0) was given",
+            info.members[s]
+        )));
+    }
     check_output(&info, out)?;
-    decode_chunks(book.streams(), &info, frame, info.header_len, out)?;
+    // The member of each stream (all 0 here, checked above), without allocating.
+    let streams = book.streams();
+    let codes: [&StreamCode; MAX_STREAMS] = std::array::from_fn(|s| &streams[s.min(streams.len() - 1)]);
+    decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
     verify_checksum(&info, out)
 }
 
@@ -455,6 +476,7 @@ pub fn decode_three_stage_into(frame: &[u8], out: &mut [u8]) -> Result<(), Decod
         }
         codes.push(partial_stream_code(lengths).ok_or_else(|| DecodeError::Corrupt(format!("stream {s}: code lengths are not a prefix code")))?);
     }
+    let codes: Vec<&StreamCode> = codes.iter().collect();
     decode_chunks(&codes, &info, frame, pos, out)?;
     verify_checksum(&info, out)
 }

@@ -1,12 +1,13 @@
 //! The single-stage encoder: a table lookup and a bit write per symbol, nothing else.
 //!
 //! A message is cut into chunks of [`CHUNK_BYTES`] tensor bytes; each stream of a chunk is coded
-//! as four independent lanes (so the CPU overlaps four dependency chains), stored raw when coding
+//! as independent lanes (four by default, so the CPU overlaps four dependency chains; a GPU wants
+//! more: the count is [`EncodeOptions::lanes`] and travels in the frame), stored raw when coding
 //! does not pay, or as one byte when constant. Chunks are independent and, for large messages,
 //! coded in parallel.
 
 use crate::codebook::{partial_stream_code, Codebook, StreamCode, PAIR_ENCODE_MAX_BITS};
-use crate::frame::{max_frame_len, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
+use crate::frame::{max_frame_len, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_LANES, MAX_STREAMS, VERSION};
 use crate::huffman;
 use crate::layout::{self, MisalignedTensor};
 use crate::stats::stream_histograms;
@@ -20,11 +21,15 @@ pub struct EncodeOptions {
     pub checksum: bool,
     /// Code the chunks of large messages on rayon's thread pool.
     pub parallel: bool,
+    /// Lanes per coded stream per chunk (1 to [`MAX_LANES`]), the frame's lane geometry: 4 suits
+    /// CPU decoders; GPU decoders want more independent lanes (each costs 2 bytes of lane size per
+    /// coded stream and chunk). Every decoder reads every lane count.
+    pub lanes: usize,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { checksum: false, parallel: true }
+        EncodeOptions { checksum: false, parallel: true, lanes: LANES }
     }
 }
 
@@ -34,6 +39,9 @@ pub enum EncodeError {
     /// The tensor's bytes are not whole elements.
     #[error(transparent)]
     Misaligned(#[from] MisalignedTensor),
+    /// A lane count outside 1..=[`MAX_LANES`].
+    #[error("{0} lanes per stream: a frame holds 1 to {MAX_LANES}")]
+    BadLaneCount(usize),
     /// The output buffer is smaller than [`max_frame_len`].
     #[error("output buffer of {given} bytes is smaller than the worst-case frame of {needed} bytes")]
     OutputTooSmall {
@@ -60,10 +68,12 @@ thread_local! {
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Symbols per lane for `n` symbols: lanes 0..3 get `n / 4`, the last also the remainder.
-pub(crate) fn lane_lengths(n: usize) -> [usize; LANES] {
-    let q = n / LANES;
-    [q, q, q, n - 3 * q]
+/// Where lane `l` of `lanes` lies in a stream of `n` symbols: `(start, length)`. Every lane but
+/// the last gets `n / lanes` symbols; the last also takes the remainder.
+#[inline]
+pub(crate) fn lane_span(n: usize, lanes: usize, l: usize) -> (usize, usize) {
+    let q = n / lanes;
+    (l * q, if l + 1 == lanes { n - l * q } else { q })
 }
 
 /// Bytes one lane of `m` symbols may need while coding: 16 bits a symbol, plus 8 bytes of slack
@@ -123,34 +133,35 @@ fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &[u32; 1 << 16], single: &[u32;
     pos + n.div_ceil(8) as usize
 }
 
-/// Codes the four lanes of one stream back to back into `dst` where it has room for a lane's
-/// worst case, else into `scratch` (lane `l` at `l · cap`, copied into `dst` by the caller once the
-/// sizes are known); returns lane sizes and which lanes went to `scratch`.
-fn encode_lanes(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
+/// Codes the lanes of one stream back to back into `dst` where it has room for a lane's worst
+/// case, else into `scratch` (lane `l` at `l · cap`, copied into `dst` by the caller once the
+/// sizes are known); writes each lane's size into `sizes` and whether it went to `scratch` into
+/// `staged`.
+fn encode_lanes(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize, sizes: &mut [usize], staged: &mut [bool]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("bmi2") {
         // SAFETY: the CPU has BMI2, checked just above.
-        return unsafe { encode_lanes_bmi2(code, syms, dst, scratch, cap) };
+        return unsafe { encode_lanes_bmi2(code, syms, dst, scratch, cap, sizes, staged) };
     }
-    encode_lanes_generic(code, syms, dst, scratch, cap)
+    encode_lanes_generic(code, syms, dst, scratch, cap, sizes, staged)
 }
 
 /// [`encode_lanes_generic`] compiled with BMI2 (`shlx`/`shrx`: shifts by a register other than
 /// `cl`), chosen at run time as huff0 does.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2")]
-fn encode_lanes_bmi2(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
-    encode_lanes_generic(code, syms, dst, scratch, cap)
+fn encode_lanes_bmi2(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize, sizes: &mut [usize], staged: &mut [bool]) {
+    encode_lanes_generic(code, syms, dst, scratch, cap, sizes, staged)
 }
 
 #[inline(always)]
-fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize) -> ([usize; LANES], [bool; LANES]) {
+fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch: &mut [u8], cap: usize, sizes: &mut [usize], staged: &mut [bool]) {
     let table = code.encode_table();
-    let lens = lane_lengths(syms.len());
-    let (mut sizes, mut staged) = ([0usize; LANES], [false; LANES]);
-    let (mut start, mut at) = (0, 0);
-    for l in 0..LANES {
-        let (m, lane) = (lens[l], &syms[start..start + lens[l]]);
+    let lanes = sizes.len();
+    let mut at = 0;
+    for l in 0..lanes {
+        let (start, m) = lane_span(syms.len(), lanes, l);
+        let lane = &syms[start..start + m];
         // Straight into the output when the lane's worst case fits there (all but the last lanes,
         // usually): that saves copying them from scratch afterwards.
         let direct = dst.len() - at.min(dst.len()) >= lane_capacity(m);
@@ -162,15 +173,13 @@ fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch:
             encode_lane_pairs::<false>(code.pair_encode_table(), table, lane, buf)
         };
         staged[l] = !direct;
-        start += m;
         at += sizes[l];
     }
-    (sizes, staged)
 }
 
 /// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
 /// bytes written.
-fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
+fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, lanes: usize, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
     let k = codes.len();
     let symbols: &[u8] = if k == 1 {
         chunk
@@ -180,10 +189,13 @@ fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, chunk: &[u8]
         &scratch.symbols
     };
     let n = chunk.len() / k;
-    let cap = lane_capacity(n.div_ceil(LANES) + LANES);
-    if scratch.lanes.len() < LANES * cap {
-        scratch.lanes.resize(LANES * cap, 0);
+    // The last lane is the longest: n / lanes + the remainder (< lanes).
+    let cap = lane_capacity(n / lanes + lanes);
+    if scratch.lanes.len() < lanes * cap {
+        scratch.lanes.resize(lanes * cap, 0);
     }
+    let (mut sizes, mut staged) = ([0usize; MAX_LANES], [false; MAX_LANES]);
+    let (sizes, staged) = (&mut sizes[..lanes], &mut staged[..lanes]);
     let mut modes = 0u8;
     let mut pos = 1;
     for (s, code) in codes.iter().enumerate() {
@@ -192,22 +204,23 @@ fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, chunk: &[u8]
             out[pos] = syms[0];
             pos += 1;
             StreamMode::Constant
-        } else if code.is_flat() {
+        } else if code.is_flat() || 2 * lanes >= n {
+            // Coding cannot be smaller: every symbol has 8 bits, or the lane sizes alone fill n.
             out[pos..pos + n].copy_from_slice(syms);
             pos += n;
             StreamMode::Raw
         } else {
-            // Lanes go after the lane sizes (an empty slice when even those would not fit: then
-            // every lane is staged, and the stream will be stored raw anyway).
-            let lanes_at = (pos + 2 * LANES).min(out.len());
-            let (sizes, staged) = encode_lanes(code, syms, &mut out[lanes_at..], &mut scratch.lanes, cap);
-            let total: usize = sizes.iter().sum::<usize>() + 2 * LANES;
+            // Lanes go after the lane sizes (which fit: 2 · lanes < n, and the stream has room for
+            // n bytes raw).
+            let lanes_at = pos + 2 * lanes;
+            encode_lanes(code, syms, &mut out[lanes_at..], &mut scratch.lanes, cap, sizes, staged);
+            let total: usize = sizes.iter().sum::<usize>() + 2 * lanes;
             if total < n {
-                for size in sizes {
+                for &size in sizes.iter() {
                     out[pos..pos + 2].copy_from_slice(&(size as u16).to_le_bytes());
                     pos += 2;
                 }
-                for l in 0..LANES {
+                for l in 0..lanes {
                     if staged[l] {
                         out[pos..pos + sizes[l]].copy_from_slice(&scratch.lanes[l * cap..l * cap + sizes[l]]);
                     }
@@ -234,8 +247,11 @@ fn staging_capacity(len: usize) -> usize {
     len + 1 + len / 2 + 64
 }
 
-fn check_out(dtype: DType, layout: Layout, data: &[u8], out: &[u8]) -> Result<(), EncodeError> {
+fn check_out(dtype: DType, layout: Layout, data: &[u8], out: &[u8], opts: EncodeOptions) -> Result<(), EncodeError> {
     layout::element_count(dtype, data.len())?;
+    if !(1..=MAX_LANES).contains(&opts.lanes) {
+        return Err(EncodeError::BadLaneCount(opts.lanes));
+    }
     let needed = max_frame_len(dtype, layout, data.len());
     if out.len() < needed {
         return Err(EncodeError::OutputTooSmall { needed, given: out.len() });
@@ -251,12 +267,13 @@ const PARALLEL_MIN_CHUNKS: usize = 8;
 /// Encodes the chunks of `data` into `out` after `pos`, writing a chunk table first when there is
 /// more than one chunk. Returns the end position.
 fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
+    let lanes = opts.lanes;
     let count = data.len().div_ceil(CHUNK_BYTES);
     if count <= 1 {
         return SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             match count {
-                1 => pos + encode_chunk(codes, dtype, layout, data, &mut out[pos..], &mut s),
+                1 => pos + encode_chunk(codes, dtype, layout, lanes, data, &mut out[pos..], &mut s),
                 _ => pos,
             }
         });
@@ -287,7 +304,7 @@ fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8]
             let sizes: Vec<usize> = slots
                 .par_iter_mut()
                 .zip(chunks.par_iter())
-                .map(|(slot, c)| SCRATCH.with(|s| encode_chunk(codes, dtype, layout, c, slot, &mut s.borrow_mut())))
+                .map(|(slot, c)| SCRATCH.with(|s| encode_chunk(codes, dtype, layout, lanes, c, slot, &mut s.borrow_mut())))
                 .collect();
             let mut places = Vec::with_capacity(chunks.len());
             let mut rest = &mut out[pos..];
@@ -308,7 +325,7 @@ fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8]
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         for (i, c) in data.chunks(CHUNK_BYTES).enumerate() {
-            let size = encode_chunk(codes, dtype, layout, c, &mut out[pos..], &mut s);
+            let size = encode_chunk(codes, dtype, layout, lanes, c, &mut out[pos..], &mut s);
             out[table + 4 * i..table + 4 * i + 4].copy_from_slice(&(size as u32).to_le_bytes());
             pos += size;
         }
@@ -325,6 +342,10 @@ fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u
         elements: (data.len() / dtype.size()) as u64,
         fingerprint,
         checksum: opts.checksum.then(|| crc32fast::hash(data)),
+        lanes: opts.lanes,
+        // A single codebook is member 0 of its own family.
+        members: [0; MAX_STREAMS],
+        version: VERSION,
         header_len: 0,
     }
     .write(out)
@@ -334,7 +355,7 @@ fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u
 /// which must hold at least [`max_frame_len`] bytes. Returns the frame's length.
 pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
     let (dtype, layout) = (book.dtype(), book.layout());
-    check_out(dtype, layout, data, out)?;
+    check_out(dtype, layout, data, out, opts)?;
     let header_len = write_header(dtype, layout, data, Some(book.fingerprint().0 as u32), opts, out);
     Ok(encode_chunks(book.streams(), dtype, layout, data, out, header_len, opts))
 }
@@ -354,6 +375,9 @@ pub const THREE_STAGE_MAX_LEN: u32 = 15;
 /// lengths (128 bytes per stream) in the frame. Same engine, same chunks; for comparison and for
 /// data without a codebook.
 pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: EncodeOptions) -> Result<Vec<u8>, EncodeError> {
+    if !(1..=MAX_LANES).contains(&opts.lanes) {
+        return Err(EncodeError::BadLaneCount(opts.lanes));
+    }
     let hists = stream_histograms(dtype, layout, data)?;
     let mut out = vec![0u8; max_frame_len(dtype, layout, data.len())];
     let mut pos = write_header(dtype, layout, data, None, opts, &mut out);

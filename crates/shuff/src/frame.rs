@@ -1,5 +1,6 @@
-//! Frame format v1: one compressed message. Specified byte by byte in `docs/FORMAT.md`; this module
-//! is the single place that reads and writes its header.
+//! Frames: one compressed message each. Specified byte by byte in `docs/FORMAT.md`; this module
+//! is the single place that reads and writes their headers. Version 2 is written; version 1 (the
+//! same chunks with four lanes, and no family members) is still read.
 
 use crate::codebook::Fingerprint;
 use crate::layout::Layout;
@@ -7,15 +8,24 @@ use crate::DType;
 
 /// First two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"Sh";
-/// The frame format version this library writes and reads.
-pub const VERSION: u8 = 1;
+/// The frame format version this library writes.
+pub const VERSION: u8 = 2;
+/// The oldest frame format version this library reads.
+pub const OLDEST_VERSION: u8 = 1;
 /// Tensor bytes per chunk. Chunks are coded independently (and in parallel).
 pub const CHUNK_BYTES: usize = 64 * 1024;
-/// Independent bitstreams ("lanes") per coded stream per chunk, decoded in lockstep so the CPU has
-/// four dependency chains to overlap.
+/// Independent bitstreams ("lanes") per coded stream per chunk that the CPU encoder writes by
+/// default: four dependency chains for the decoder to overlap. Version 1 frames always have four.
 pub const LANES: usize = 4;
-/// Largest header: magic 2 + version 1 + descriptor 1 + varint count ≤ 10 + fingerprint 4 + checksum 4.
-pub const MAX_HEADER_BYTES: usize = 22;
+/// The most lanes a frame may have per coded stream (the header stores the count in one byte).
+pub const MAX_LANES: usize = 255;
+/// The most members a codebook family may have (a member index is 4 bits per stream).
+pub const MAX_MEMBERS: usize = 16;
+/// Most symbol streams of any dtype and layout (f32 planes).
+pub const MAX_STREAMS: usize = 4;
+/// Largest header: magic 2 + version 1 + descriptor 1 + varint count ≤ 10 + lanes 1 + members ≤ 2
+/// + fingerprint 4 + checksum 4.
+pub const MAX_HEADER_BYTES: usize = 25;
 
 const FLAG_CHECKSUM: u8 = 1 << 5;
 const FLAG_THREE_STAGE: u8 = 1 << 6;
@@ -24,7 +34,7 @@ const FLAG_RESERVED: u8 = 1 << 7;
 /// How one stream of one chunk is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamMode {
-    /// Four lanes of Huffman-coded bits.
+    /// The frame's number of lanes of Huffman-coded bits.
     Coded = 0,
     /// The symbols as they are (coding would not shrink them).
     Raw = 1,
@@ -42,7 +52,7 @@ pub enum DecodeError {
     #[error("not a shuff frame (bad magic bytes {0:02x?})")]
     BadMagic([u8; 2]),
     /// A frame of a format version this library does not read.
-    #[error("frame format version {0} is not supported (this shuff reads version {VERSION})")]
+    #[error("frame format version {0} is not supported (this shuff reads versions {OLDEST_VERSION} to {VERSION})")]
     UnknownVersion(u8),
     /// The bytes are inconsistent with the format.
     #[error("corrupt frame: {0}")]
@@ -93,6 +103,14 @@ pub struct FrameInfo {
     pub fingerprint: Option<u32>,
     /// CRC-32 of the decoded bytes, if present.
     pub checksum: Option<u32>,
+    /// Lanes per coded stream per chunk (the lane geometry): 4 in version 1 frames, 1 to
+    /// [`MAX_LANES`] in version 2.
+    pub lanes: usize,
+    /// Per stream, which member of the codebook family coded it (0 in version 1 and three-stage
+    /// frames; unused streams 0).
+    pub members: [u8; MAX_STREAMS],
+    /// Format version of the frame.
+    pub version: u8,
     /// Bytes of header (before the code lengths, chunk table and chunks).
     pub header_len: usize,
 }
@@ -119,8 +137,9 @@ impl FrameInfo {
         if frame[..2] != MAGIC {
             return Err(DecodeError::BadMagic([frame[0], frame[1]]));
         }
-        if frame[2] != VERSION {
-            return Err(DecodeError::UnknownVersion(frame[2]));
+        let version = frame[2];
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
+            return Err(DecodeError::UnknownVersion(version));
         }
         let d = frame[3];
         if d & FLAG_RESERVED != 0 {
@@ -132,15 +151,43 @@ impl FrameInfo {
         let mut pos = 4;
         let elements = read_varint(frame, &mut pos)?;
         let three_stage = d & FLAG_THREE_STAGE != 0;
+        let streams = layout.stream_count(dtype);
+        let mut members = [0u8; MAX_STREAMS];
+        let mut lanes = LANES;
+        if version >= 2 {
+            lanes = usize::from(*frame.get(pos).ok_or(DecodeError::Truncated("lane count"))?);
+            pos += 1;
+            if lanes == 0 {
+                return Err(DecodeError::Corrupt("lane count is 0".into()));
+            }
+            if !three_stage {
+                let packed = frame.get(pos..pos + streams.div_ceil(2)).ok_or(DecodeError::Truncated("family members"))?;
+                pos += packed.len();
+                for (s, m) in members.iter_mut().enumerate().take(streams) {
+                    *m = (packed[s / 2] >> (4 * (s % 2))) & 15;
+                }
+                if streams % 2 == 1 && packed[streams / 2] >> 4 != 0 {
+                    return Err(DecodeError::Corrupt("member bits set for a stream the layout does not have".into()));
+                }
+            }
+        }
         let fingerprint = if three_stage { None } else { Some(read_u32(frame, &mut pos, "fingerprint")?) };
         let checksum = if d & FLAG_CHECKSUM != 0 { Some(read_u32(frame, &mut pos, "checksum")?) } else { None };
-        let info = FrameInfo { dtype, layout, elements, fingerprint, checksum, header_len: pos };
+        let info = FrameInfo { dtype, layout, elements, fingerprint, checksum, lanes, members, version, header_len: pos };
         info.decoded_len()?;
         Ok(info)
     }
 
-    /// Writes this header at the start of `out` (≥ [`MAX_HEADER_BYTES`]) and returns its length:
-    /// in place, so that encoding allocates nothing.
+    /// This header as version-2 bytes (for coders that write the chunks elsewhere, such as a GPU).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = [0u8; MAX_HEADER_BYTES];
+        let n = self.write(&mut buf);
+        buf[..n].to_vec()
+    }
+
+    /// Writes this header (always version 2, whatever `self.version` says) at the start of `out`
+    /// (≥ [`MAX_HEADER_BYTES`]) and returns its length: in place, so that encoding allocates
+    /// nothing. `lanes` must be 1..=[`MAX_LANES`] and members < [`MAX_MEMBERS`] (the encoder checks).
     pub(crate) fn write(&self, out: &mut [u8]) -> usize {
         let mut n = 0;
         let mut put = |bytes: &[u8]| {
@@ -160,7 +207,14 @@ impl FrameInfo {
         let mut varint = [0u8; 10];
         let len = write_varint(&mut varint, self.elements);
         put(&varint[..len]);
+        put(&[self.lanes as u8]);
         if let Some(f) = self.fingerprint {
+            let streams = self.layout.stream_count(self.dtype);
+            let mut packed = [0u8; MAX_STREAMS / 2];
+            for s in 0..streams {
+                packed[s / 2] |= (self.members[s] & 15) << (4 * (s % 2));
+            }
+            put(&packed[..streams.div_ceil(2)]);
             put(&f.to_le_bytes());
         }
         if let Some(c) = self.checksum {
@@ -204,8 +258,10 @@ pub(crate) fn read_u32(buf: &[u8], pos: &mut usize, what: &'static str) -> Resul
     Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
-/// The worst-case frame size for `len` bytes of tensor data: input + header + 5 bytes per chunk
-/// (a mode byte, and a 4-byte size in the chunk table) + 128 bytes per stream for a three-stage code.
+/// The worst-case frame size for `len` bytes of tensor data, whatever the lane count: input + header
+/// + 5 bytes per chunk (a mode byte, and a 4-byte size in the chunk table) + 128 bytes per stream
+/// for a three-stage code. (A stream is coded only when that, lane sizes included, is smaller than
+/// storing it raw.)
 pub fn max_frame_len(dtype: DType, layout: Layout, len: usize) -> usize {
     let chunks = len.div_ceil(CHUNK_BYTES);
     len + MAX_HEADER_BYTES + 5 * chunks + 128 * layout.stream_count(dtype)
@@ -216,19 +272,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_round_trips_and_fits_16_bytes_for_a_chunk() {
+    fn header_round_trips_and_fits_18_bytes_for_a_chunk() {
         let info = FrameInfo {
             dtype: DType::Bf16,
             layout: Layout::Exponent,
             elements: 32768,
             fingerprint: Some(0xdead_beef),
             checksum: Some(7),
+            lanes: 32,
+            members: [3, 15, 0, 0],
+            version: 2,
             header_len: 0,
         };
         let mut buf = [0u8; MAX_HEADER_BYTES];
         let n = info.write(&mut buf);
         let out = &buf[..n];
-        assert!(out.len() <= 16, "{} bytes", out.len());
+        assert!(out.len() <= 18, "{} bytes", out.len());
         let back = FrameInfo::parse(out).unwrap();
         assert_eq!(back, FrameInfo { header_len: out.len(), ..info });
         for cut in 0..out.len() {
@@ -253,7 +312,12 @@ mod tests {
     #[test]
     fn bad_headers_are_typed_errors() {
         assert_eq!(FrameInfo::parse(b"XX\x01\x00\x00"), Err(DecodeError::BadMagic(*b"XX")));
-        assert_eq!(FrameInfo::parse(b"Sh\x02\x00\x00"), Err(DecodeError::UnknownVersion(2)));
+        assert_eq!(FrameInfo::parse(b"Sh\x03\x00\x00"), Err(DecodeError::UnknownVersion(3)));
+        assert_eq!(FrameInfo::parse(b"Sh\x00\x00\x00"), Err(DecodeError::UnknownVersion(0)));
+        // Version 2: a lane count of 0, and a member nibble for bf16/bytes' missing second stream.
+        assert!(matches!(FrameInfo::parse(b"Sh\x02\x00\x00\x00\x00\x00\x00\x00\x00"), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(FrameInfo::parse(b"Sh\x02\x00\x00\x04\x10\x00\x00\x00\x00"), Err(DecodeError::Corrupt(_))));
+        assert!(FrameInfo::parse(b"Sh\x02\x00\x00\x04\x01\x00\x00\x00\x00").is_ok());
         assert!(matches!(FrameInfo::parse(b"Sh\x01\x07\x00"), Err(DecodeError::Corrupt(_))));
         assert!(matches!(FrameInfo::parse(b"Sh\x01\x80\x00"), Err(DecodeError::Corrupt(_))));
     }

@@ -39,6 +39,7 @@ pub mod select;
 pub mod train;
 pub use train::{Rule, Trainer};
 pub mod decode;
+pub mod device;
 pub mod encode;
 pub mod frame;
 pub use decode::{decode, decode_into, decode_three_stage_into};

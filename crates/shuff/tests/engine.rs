@@ -1,67 +1,14 @@
 //! Whole-pipeline round trips of the encoder and decoder on real tensors, plus hostile input.
 
+mod common;
+
+use common::*;
 use proptest::prelude::*;
 use shuff::stats::{stream_histograms, Histogram};
 use shuff::{
     decode, decode_three_stage_into, encode, encode_three_stage, max_frame_len, Codebook, DType, DecodeError, EncodeOptions,
     FrameInfo, Layout,
 };
-use std::path::Path;
-
-fn sample_tensors(step: usize, pattern: &str) -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/data/minilm-sample/step{step:03}.safetensors"));
-    let bytes = std::fs::read(path).expect("committed sample");
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().filter(|n| n.contains(pattern)).cloned().collect();
-    names.sort();
-    names.iter().map(|n| st.tensor(n).unwrap().data().to_vec()).collect()
-}
-
-/// All FFN1 activations of a step concatenated: ~150 KB of real bf16, several chunks.
-fn real_bf16(step: usize) -> Vec<u8> {
-    sample_tensors(step, "ffn1_act.x").concat()
-}
-
-fn whisper() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/whisper-sample.safetensors");
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
-    names.sort();
-    names.iter().flat_map(|n| st.tensor(n).unwrap().data().to_vec()).collect()
-}
-
-fn bf16_to_f32(b: &[u8]) -> Vec<u8> {
-    b.chunks_exact(2).flat_map(|e| (u32::from(u16::from_le_bytes([e[0], e[1]])) << 16).to_le_bytes()).collect()
-}
-
-/// Casts bf16 to an fp8 format with `e` exponent bits and `m` mantissa bits by truncation, with
-/// saturation (good enough to get real fp8 statistics).
-fn bf16_to_fp8(b: &[u8], e: u32, m: u32) -> Vec<u8> {
-    let bias = (1i32 << (e - 1)) - 1;
-    b.chunks_exact(2)
-        .map(|x| {
-            let v = u16::from_le_bytes([x[0], x[1]]);
-            let sign = ((v >> 15) as u8) << 7;
-            let exp = i32::from((v >> 7) & 0xff) - 127 + bias;
-            let mant = ((v & 0x7f) >> (7 - m)) as u8;
-            let max_exp = (1 << e) - 2;
-            if exp <= 0 {
-                sign
-            } else if exp > max_exp {
-                sign | ((max_exp as u8) << m) | ((1 << m) - 2)
-            } else {
-                sign | ((exp as u8) << m) | mant
-            }
-        })
-        .collect()
-}
-
-fn train(dtype: DType, layout: Layout, data: &[u8]) -> Codebook {
-    let hists = stream_histograms(dtype, layout, data).unwrap();
-    let dists: Vec<_> = hists.iter().map(|h| h.distribution().unwrap_or_else(shuff::stats::Distribution::uniform)).collect();
-    Codebook::from_distributions(dtype, layout, &dists, layout.default_max_len()).unwrap()
-}
 
 fn opts(checksum: bool) -> EncodeOptions {
     EncodeOptions { checksum, ..Default::default() }
@@ -117,7 +64,7 @@ fn large_messages_round_trip_through_parallel_chunks() {
         let frame = encode(&book, &big, opts(true)).unwrap();
         assert_eq!(FrameInfo::parse(&frame).unwrap().chunks().unwrap(), 48);
         assert_eq!(decode(&book, &frame).unwrap(), big);
-        let serial = encode(&book, &big, EncodeOptions { checksum: true, parallel: false }).unwrap();
+        let serial = encode(&book, &big, EncodeOptions { checksum: true, parallel: false, ..Default::default() }).unwrap();
         assert_eq!(serial, frame, "parallel and serial encoders must produce the same frame");
     }
 }
@@ -180,7 +127,70 @@ fn constant_streams_take_one_byte() {
 
 /// The promised bound: never more than input + header + 8 bytes per 64 KiB chunk.
 fn bound(len: usize) -> usize {
-    len + 16 + 8 * len.div_ceil(65536).max(1)
+    len + shuff::frame::MAX_HEADER_BYTES + 8 * len.div_ceil(65536).max(1)
+}
+
+/// The lane geometry is a frame parameter: every count from 1 to 255 round-trips on real tensors
+/// of every layout, the CPU decoder reading them all (four at a time through its lockstep loop,
+/// the rest one by one), and the frame grows by the lane sizes alone.
+#[test]
+fn every_lane_count_round_trips_on_real_tensors() {
+    let test = real_bf16(4);
+    let cases = [(DType::Bf16, test.clone()), (DType::F32, bf16_to_f32(&test[..60_000])), (DType::F16, whisper()[..90_000].to_vec())];
+    for (dtype, data) in cases {
+        let train_data = if dtype == DType::F16 { whisper() } else if dtype == DType::F32 { bf16_to_f32(&real_bf16(0)) } else { real_bf16(0) };
+        for layout in Layout::ALL {
+            let book = train(dtype, layout, &train_data);
+            let four = encode(&book, &data, opts(false)).unwrap();
+            for lanes in [1, 2, 3, 4, 5, 7, 8, 16, 31, 32, 64, 100, 255] {
+                let o = EncodeOptions { lanes, ..opts(true) };
+                let frame = encode(&book, &data, o).unwrap();
+                let info = FrameInfo::parse(&frame).unwrap();
+                assert_eq!(info.lanes, lanes);
+                assert_eq!(decode(&book, &frame).unwrap(), data, "{dtype}/{layout} with {lanes} lanes");
+                let serial = encode(&book, &data, EncodeOptions { parallel: false, ..o }).unwrap();
+                assert_eq!(serial, frame, "{dtype}/{layout} {lanes} lanes: parallel and serial differ");
+                if lanes <= 32 {
+                    // Extra lane sizes (2 bytes each per coded stream and chunk) plus ≤ 1 byte of
+                    // padding per extra lane, and the checksum.
+                    let extra = 3 * (lanes.max(4) - 4) * layout.stream_count(dtype) * data.len().div_ceil(65536) + 8;
+                    assert!(frame.len() <= four.len() + extra, "{dtype}/{layout} {lanes} lanes: {} vs {}", frame.len(), four.len());
+                }
+            }
+        }
+    }
+    let book = train(DType::Bf16, Layout::Bytes, &real_bf16(0));
+    for lanes in [0, 256, 1000] {
+        let o = EncodeOptions { lanes, ..opts(false) };
+        assert!(matches!(encode(&book, &test, o), Err(shuff::EncodeError::BadLaneCount(_))));
+    }
+}
+
+/// Lanes shorter than the table window, empty lanes (more lanes than symbols) and a stream too
+/// short for its lane sizes (stored raw).
+#[test]
+fn tiny_messages_with_many_lanes() {
+    let book = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
+    let test = real_bf16(4);
+    for len in [2, 4, 64, 200, 1000, 5000] {
+        for lanes in [1, 4, 32, 255] {
+            let frame = encode(&book, &test[..len], EncodeOptions { lanes, ..opts(true) }).unwrap();
+            assert_eq!(decode(&book, &frame).unwrap(), &test[..len], "{len} bytes, {lanes} lanes");
+        }
+    }
+}
+
+#[test]
+fn a_frame_naming_another_family_member_is_refused_by_a_single_codebook() {
+    let book = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
+    let mut frame = encode(&book, &real_bf16(4)[..4000], opts(false)).unwrap();
+    let info = FrameInfo::parse(&frame).unwrap();
+    // The member byte sits just before the fingerprint.
+    let at = info.header_len - 5;
+    frame[at] = 0x10;
+    assert_eq!(FrameInfo::parse(&frame).unwrap().members, [0, 1, 0, 0]);
+    let err = decode(&book, &frame).unwrap_err();
+    assert!(err.to_string().contains("member 1"), "{err}");
 }
 
 proptest! {
@@ -193,6 +203,7 @@ proptest! {
         layout in prop::sample::select(Layout::ALL.to_vec()),
         dtype in prop::sample::select(DType::ALL.to_vec()),
         max_len in 8u32..=16,
+        lanes in prop::sample::select(vec![1usize, 3, 4, 8, 32, 255]),
     ) {
         let len = data.len() / dtype.size() * dtype.size();
         let data = &data[..len];
@@ -200,7 +211,7 @@ proptest! {
         h.counts.copy_from_slice(&weights);
         let d = h.distribution().unwrap_or_else(shuff::stats::Distribution::uniform);
         let book = Codebook::from_distributions(dtype, layout, &vec![d; layout.stream_count(dtype)], max_len).unwrap();
-        let frame = encode(&book, data, opts(true)).unwrap();
+        let frame = encode(&book, data, EncodeOptions { lanes, ..opts(true) }).unwrap();
         prop_assert!(frame.len() <= bound(data.len()), "{} bytes → {}", data.len(), frame.len());
         prop_assert!(frame.len() <= max_frame_len(dtype, layout, data.len()));
         prop_assert_eq!(decode(&book, &frame).unwrap(), data);
@@ -212,6 +223,13 @@ proptest! {
         // Random bytes, and random bytes behind a valid header.
         let _ = decode(&book, &frame);
         let mut f = b"Sh\x01\x00\x80\x01".to_vec();
+        f.extend_from_slice(&(book.fingerprint().0 as u32).to_le_bytes());
+        f.extend_from_slice(&tail);
+        let _ = decode(&book, &f);
+        // The same behind a version-2 header of 1..=255 lanes.
+        let mut f = b"Sh\x02\x00\x80\x01".to_vec();
+        f.push(tail.first().copied().unwrap_or(1).max(1));
+        f.push(0);
         f.extend_from_slice(&(book.fingerprint().0 as u32).to_le_bytes());
         f.extend_from_slice(&tail);
         let _ = decode(&book, &f);
