@@ -6,7 +6,8 @@
     back = shuff.decode(msg, book, "ffn1_act")       # same dtype, shape and bits
 
 Arrays and CPU tensors are read in place (no copy on the way in); coding runs in Rust with the
-GIL released. `shuff.torch` learns codebooks from a model with hooks; `shuff.distributed` has
+GIL released. CUDA tensors are coded on their GPU (`shuff.gpu`), on the current stream, and the
+frames stay on the device; GPU and CPU frames are the same bytes. `shuff.torch` learns codebooks from a model with hooks; `shuff.distributed` has
 compressed collectives over torch.distributed.
 """
 
@@ -35,6 +36,10 @@ _HEAD = struct.Struct("<4sBBBB")  # magic, version, kind (0 numpy, 1 torch), exa
 
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
+
+
+def _is_cuda(x: Any) -> bool:
+    return _is_torch(x) and x.device.type == "cuda"
 
 
 def _exact_name(x: Any) -> str:
@@ -75,36 +80,64 @@ def _codebook(book: CodebookSet | Codebook, cls: str | None) -> Codebook:
     return book.codebook(cls)
 
 
-def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False) -> bytes:
-    """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives)."""
+def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False,
+                 lanes: int | None = None) -> Any:
+    """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives).
+
+    CPU input gives `bytes`; a CUDA tensor is coded on its GPU into a CUDA uint8 tensor. `lanes`
+    sets the frame's lane geometry (default 4 on the CPU, `shuff.gpu.DEFAULT_LANES` on the GPU);
+    every decoder reads every geometry."""
     codebook = _codebook(book, cls)
     if dtype_name(x) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {codebook.dtype}")
-    return _shuff.encode(byte_view(x), codebook, checksum)
+    if _is_cuda(x):
+        if checksum:
+            raise ShuffError("GPU-encoded frames carry no checksum (no CRC-32 on the device yet): encode on the CPU for one")
+        from . import gpu
+
+        return gpu.encode_tensor(x, codebook, lanes or gpu.DEFAULT_LANES)
+    return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4)
 
 
 def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: str | None = None) -> Any:
-    """Decodes a bare frame into `out` (contiguous array/tensor of the right size), returns `out`."""
+    """Decodes a bare frame into `out` (contiguous array/tensor of the right size), returns `out`.
+    A CUDA `out` is decoded on its GPU (the frame a CUDA uint8 tensor, or bytes copied there)."""
+    codebook = _codebook(book, cls)
+    if _is_cuda(out):
+        from . import gpu
+
+        gpu.decode_tensor_into(frame, codebook, out)
+        return out
+    if _is_cuda(frame):
+        frame = frame.cpu().numpy()
     view = byte_view(out)
-    if _is_torch(out) and (out.device.type != "cpu" or not out.is_contiguous()):
+    if _is_torch(out) and not out.is_contiguous():
         raise ShuffError("decode needs a contiguous CPU output tensor")
-    _shuff.decode_into_buffer(frame, _codebook(book, cls), view)
+    _shuff.decode_into_buffer(frame, codebook, view)
     return out
 
 
-def encode(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False) -> bytes:
+def encode(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False, lanes: int | None = None) -> Any:
     """Encodes a numpy array or torch tensor (bf16, f16, f32, float8 e4m3/e5m2, uint8/int8) with the
-    class's fixed codebook. Returns a message: an 8-byte header, the shape, then the shuff frame."""
+    class's fixed codebook. Returns a message: an 8-byte header, the shape, then the shuff frame —
+    `bytes`, or for a CUDA tensor a CUDA uint8 tensor coded on the GPU."""
     exact = _exact_name(x)
     shape = tuple(x.shape)
-    head = _HEAD.pack(_MAGIC, 1, int(_is_torch(x)), _EXACT.index(exact), len(shape))
-    return head + struct.pack(f"<{len(shape)}Q", *shape) + encode_frame(x, book, cls, checksum=checksum)
+    head = _HEAD.pack(_MAGIC, 1, int(_is_torch(x)), _EXACT.index(exact), len(shape)) + struct.pack(f"<{len(shape)}Q", *shape)
+    frame = encode_frame(x, book, cls, checksum=checksum, lanes=lanes)
+    if _is_cuda(x):
+        import torch
+
+        return torch.cat([torch.frombuffer(bytearray(head), dtype=torch.uint8).to(x.device), frame])
+    return head + frame
 
 
 def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cls: str | None = None, out: Any = None) -> Any:
     """Decodes a message from `encode` into a new array/tensor of the original dtype and shape (a
     torch tensor if a tensor was encoded), or into `out`. A message made with another codebook, or
     damaged, raises ShuffError."""
+    if _is_cuda(msg):
+        return _decode_cuda(msg, book, cls, out)
     mv = memoryview(msg).cast("B")
     if len(mv) < _HEAD.size:
         raise ShuffError("message is shorter than its header")
@@ -129,6 +162,30 @@ def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cl
     elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
         raise ShuffError(f"out is {_exact_name(out)}{tuple(out.shape)}, the message holds {name}{tuple(shape)}")
     return decode_frame_into(mv[end:], book, out, cls)
+
+
+def _decode_cuda(msg: Any, book: CodebookSet | Codebook, cls: str | None, out: Any) -> Any:
+    """`decode` of a message held in a CUDA uint8 tensor: the envelope (a few bytes) is read on the
+    host, the frame decoded on the GPU into a CUDA tensor (or `out`)."""
+    import torch
+
+    head = bytes(msg[: _HEAD.size].cpu().numpy())
+    if len(head) < _HEAD.size:
+        raise ShuffError("message is shorter than its header")
+    magic, version, _kind, exact, ndim = _HEAD.unpack(head)
+    if magic != _MAGIC or version != 1 or exact >= len(_EXACT):
+        raise ShuffError("not a shuff message (bad magic, version or dtype)")
+    end = _HEAD.size + 8 * ndim
+    dims = bytes(msg[_HEAD.size:end].cpu().numpy())
+    if len(dims) < 8 * ndim:
+        raise ShuffError("message is shorter than its shape")
+    shape = struct.unpack(f"<{ndim}Q", dims)
+    name = _EXACT[exact]
+    if out is None:
+        out = torch.empty(shape, dtype=getattr(torch, name), device=msg.device)
+    elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
+        raise ShuffError(f"out is {_exact_name(out)}{tuple(out.shape)}, the message holds {name}{tuple(shape)}")
+    return decode_frame_into(msg[end:], book, out, cls)
 
 
 def measure(x: Any, book: CodebookSet | Codebook, cls: str | None = None) -> dict[str, float]:

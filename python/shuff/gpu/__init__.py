@@ -1,0 +1,341 @@
+"""shuff's device coder: single-stage encode and decode of frames on a CUDA GPU.
+
+The kernels (``shuff_lane.cuh``, wrapped by ``kernels.cu``) write and read the same v2 frames as
+the CPU coder, byte for byte (docs/FORMAT.md): a frame encoded on the GPU decodes on the CPU and
+the reverse. They are compiled at run time by NVRTC through CuPy and launched on the current CUDA
+stream; tensors stay on the device (only the frame header, a few bytes, and the coded size cross to
+the host).
+
+The orchestration below is written once for two backends: ``cuda`` (CuPy arrays, kernels on the
+GPU) and ``emulation`` (numpy arrays, the same per-thread code compiled for the CPU by the system's
+C++ compiler and run thread after thread) — the tests check the kernels' logic without a GPU
+through the second.
+
+Why Python-side launch (CuPy + NVRTC) rather than a Rust CUDA crate: the GPU machine this project
+measures on has CUDA, PyTorch and CuPy but no Rust toolchain or package registry, so a Rust launch
+path could only be carried as a prebuilt binary; and the users with CUDA tensors are in PyTorch,
+where CuPy shares torch's stream and memory without copies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _shuff
+from .._shuff import ShuffError
+
+__all__ = ["DEFAULT_LANES", "Coder", "cuda_coder", "emulation_coder", "kernel_source", "available"]
+
+_DIR = Path(__file__).resolve().parent
+CHUNK_BYTES = 65536
+MAX_HEADER_BYTES = 25
+STREAM_TABLES_BYTES = 9728
+THREADS_PER_BLOCK = 256
+# Lanes per coded stream per chunk in GPU-encoded frames: one thread per lane, and 2 bytes of lane
+# size per lane per coded stream and chunk (32 lanes: 0.15% of a 64 KiB bf16 chunk per stream).
+DEFAULT_LANES = 32
+
+_ELEMENT_SIZE = {"bf16": 2, "f16": 2, "f32": 4, "f8e4m3": 1, "f8e5m2": 1, "u8": 1}
+
+# Kernel signatures, shared by both backends: 'p' a device (or host) array, 'q' u64, 'i' u32.
+_SIGNATURES = {
+    "shuff_encode_count": "pqiiippp" + "q",
+    "shuff_encode_plan": "qiipppppppp" + "q",
+    "shuff_encode_write": "pqiiippppppppqqp" + "q",
+    "shuff_decode_plan": "pqqiippqppppppp",
+    "shuff_decode": "pqiiippppppppppq",
+}
+
+_ERRORS = {
+    1: "a chunk's size is inconsistent with the frame",
+    2: "unknown stream mode, or mode bits for streams the layout does not have",
+    3: "a stream or its lanes run past the end of their chunk",
+    4: "bytes after a chunk's last stream",
+    5: "a lane does not end inside its last byte",
+    6: "bits that start no code",
+}
+
+
+def kernel_source() -> str:
+    """The CUDA source of the kernels, self-contained (the per-thread header inlined), as NVRTC
+    compiles it."""
+    lane = (_DIR / "shuff_lane.cuh").read_text()
+    kernels = (_DIR / "kernels.cu").read_text()
+    return kernels.replace('#include "shuff_lane.cuh"', lane)
+
+
+def _geometry(codebook: Any) -> tuple[int, int]:
+    """(streams k, rotate) of a codebook's dtype and layout, as crates/shuff/src/layout.rs defines them."""
+    size = _ELEMENT_SIZE[codebook.dtype]
+    if codebook.layout == "bytes" or size == 1:
+        return 1, 0
+    return size, int(codebook.layout == "exponent")
+
+
+class _CudaBackend:
+    name = "cuda"
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.xp = cupy
+        self._module = cupy.RawModule(code=kernel_source(), options=("-std=c++17",))
+        self._kernels = {name: self._module.get_function(name) for name in _SIGNATURES}
+
+    def launch(self, name: str, threads: int, args: list, shared: int = 0) -> None:
+        scalars = {"q": np.uint64, "i": np.uint32}
+        typed = tuple(a if kind == "p" else scalars[kind](a) for kind, a in zip(_SIGNATURES[name], args, strict=True))
+        blocks = max(1, math.ceil(threads / THREADS_PER_BLOCK))
+        self._kernels[name]((blocks,), (THREADS_PER_BLOCK,), typed, shared_mem=shared)
+
+    def to_host(self, a: Any) -> np.ndarray:
+        return self.xp.asnumpy(a)
+
+
+class _EmulationBackend:
+    name = "emulation"
+    xp = np
+
+    def __init__(self, library: str) -> None:
+        self._lib = ctypes.CDLL(library)
+        kinds = {"p": ctypes.c_void_p, "q": ctypes.c_uint64, "i": ctypes.c_uint32}
+        for name, sig in _SIGNATURES.items():
+            fn = getattr(self._lib, name)
+            fn.argtypes = [kinds[k] for k in sig]
+            fn.restype = None
+
+    def launch(self, name: str, threads: int, args: list, shared: int = 0) -> None:
+        del threads, shared  # the host functions loop over every thread themselves
+        conv = [a.ctypes.data if kind == "p" else int(a) for kind, a in zip(_SIGNATURES[name], args, strict=True)]
+        getattr(self._lib, name)(*conv)
+
+    def to_host(self, a: Any) -> np.ndarray:
+        return np.asarray(a)
+
+
+def build_emulation(directory: str | os.PathLike | None = None) -> str:
+    """Compiles host_emulation.cpp (the kernels' per-thread code for the CPU) with the system C++
+    compiler; returns the shared library's path."""
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if not cxx:
+        raise ShuffError("no C++ compiler found (set CXX) to build the kernels' CPU emulation")
+    directory = Path(directory or tempfile.mkdtemp(prefix="shuff-emulation-"))
+    lib = directory / "libshuff_emulation.so"
+    cmd = [cxx, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(_DIR / "host_emulation.cpp"), "-o", str(lib)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return str(lib)
+
+
+class Coder:
+    """Encodes and decodes frames with one backend. Use :func:`cuda_coder` (GPU) or
+    :func:`emulation_coder` (the same kernel code on the CPU, for tests)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.xp = backend.xp
+        self._tables: dict[tuple[int, int], Any] = {}
+
+    def _device_tables(self, codebook: Any) -> Any:
+        key = (codebook.fingerprint, self._device_id())
+        t = self._tables.get(key)
+        if t is None:
+            t = self.xp.asarray(np.frombuffer(codebook.device_tables(), dtype=np.uint8))
+            self._tables[key] = t
+        return t
+
+    def _device_id(self) -> int:
+        return int(self.xp.cuda.Device().id) if self.backend.name == "cuda" else -1
+
+    def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None) -> Any:
+        """Encodes `data` (a 1-D uint8 array of the backend: the tensor's bytes) into a frame of
+        `lanes` lanes per coded stream; returns the frame (a view of `out` if given: it must hold
+        `shuff._shuff.max_frame_size(...)` bytes). Reads the coded size back to the host (one
+        small copy, the only synchronisation)."""
+        xp, be = self.xp, self.backend
+        total = int(data.size)
+        k, rotate = _geometry(codebook)
+        header = np.frombuffer(_shuff.frame_header(codebook, total, lanes), dtype=np.uint8)
+        hl = header.size
+        chunks = -(-total // CHUNK_BYTES)
+        table_len = 4 * chunks if chunks > 1 else 0
+        if out is None:
+            out = xp.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, total), dtype=xp.uint8)
+        out[:hl] = xp.asarray(header)
+        if chunks == 0:
+            return out[:hl]
+        tables = self._device_tables(codebook)
+        u32 = xp.uint32
+        lane_bits = xp.empty(chunks * k * lanes, dtype=u32)
+        lane_const = xp.empty(chunks * k * lanes, dtype=u32)
+        be.launch("shuff_encode_count", chunks * lanes, [data, total, k, rotate, lanes, tables, lane_bits, lane_const, chunks * lanes])
+        chunk_size = xp.empty(chunks, dtype=u32)
+        chunk_modes = xp.empty(chunks, dtype=u32)
+        stream_off = xp.empty(chunks * k, dtype=u32)
+        stream_const = xp.empty(chunks * k, dtype=u32)
+        lane_off = xp.zeros(chunks * k * lanes, dtype=u32)
+        be.launch("shuff_encode_plan", chunks,
+                  [total, k, lanes, tables, lane_bits, lane_const, chunk_size, chunk_modes, stream_off, stream_const, lane_off, chunks])
+        ends = xp.cumsum(chunk_size, dtype=xp.uint64) + np.uint64(hl + table_len)
+        starts = xp.empty(chunks, dtype=xp.uint64)
+        starts[0] = hl + table_len
+        starts[1:] = ends[:-1]
+        be.launch("shuff_encode_write", chunks * lanes,
+                  [data, total, k, rotate, lanes, tables, lane_bits, chunk_size, chunk_modes, stream_off, stream_const, lane_off,
+                   starts, hl, chunks, out, chunks * lanes])
+        n = int(be.to_host(ends[-1:])[0])
+        return out[:n]
+
+    def decode_into(self, frame: Any, codebook: Any, out: Any) -> Any:
+        """Decodes `frame` (1-D uint8 array of the backend) into `out` (1-D uint8 array of exactly
+        the decoded size). Raises ShuffError on a frame of another codebook or a damaged one."""
+        xp, be = self.xp, self.backend
+        frame_len = int(frame.size)
+        head = bytes(be.to_host(frame[:MAX_HEADER_BYTES]))
+        info = _shuff.frame_header_info(head)
+        if info["fingerprint"] is None:
+            raise ShuffError("this frame carries its own code (three-stage): decode it on the CPU")
+        if (info["dtype"], info["layout"]) != (codebook.dtype, codebook.layout) or info["fingerprint"] != codebook.fingerprint & 0xFFFFFFFF:
+            raise ShuffError(
+                f"frame was encoded with codebook {info['fingerprint']:08x}… ({info['dtype']}/{info['layout']}), "
+                f"but the codebook given is {codebook.fingerprint:016x} ({codebook.dtype}/{codebook.layout})")
+        if any(info["members"]):
+            raise ShuffError(f"frame names codebook family members {info['members']}, but a single codebook (member 0) was given")
+        total = info["decoded_len"]
+        if int(out.size) != total:
+            raise ShuffError(f"output buffer is {int(out.size)} bytes, the frame decodes to {total}")
+        k, rotate = _geometry(codebook)
+        lanes, hl = info["lanes"], info["header_len"]
+        chunks = -(-total // CHUNK_BYTES)
+        if chunks == 0:
+            if frame_len != hl:
+                raise ShuffError(f"corrupt frame: {frame_len - hl} bytes after the header of an empty tensor")
+            return out
+        u32, u64 = xp.uint32, xp.uint64
+        if chunks == 1:
+            chunk_size = xp.asarray(np.array([frame_len - hl], dtype=np.uint32))
+            starts = xp.asarray(np.array([hl], dtype=np.uint64))
+        else:
+            if frame_len < hl + 4 * chunks:
+                raise ShuffError("truncated frame: chunk table")
+            # Copied (aligned) before it is read as u32s: the table starts at any byte offset.
+            chunk_size = xp.ascontiguousarray(frame[hl:hl + 4 * chunks]).copy().view(u32)
+            ends = xp.cumsum(chunk_size, dtype=u64) + np.uint64(hl + 4 * chunks)
+            starts = xp.empty(chunks, dtype=u64)
+            starts[0] = hl + 4 * chunks
+            starts[1:] = ends[:-1]
+        chunk_modes = xp.empty(chunks, dtype=u32)
+        stream_off = xp.empty(chunks * k, dtype=u32)
+        stream_const = xp.zeros(chunks * k, dtype=u32)
+        lane_off = xp.zeros(chunks * k * lanes, dtype=u32)
+        lane_len = xp.zeros(chunks * k * lanes, dtype=u32)
+        status = xp.empty(chunks, dtype=u32)
+        error = xp.zeros(1, dtype=u32)
+        be.launch("shuff_decode_plan", chunks,
+                  [frame, frame_len, total, k, lanes, starts, chunk_size, chunks, chunk_modes, stream_off, stream_const, lane_off,
+                   lane_len, status, error])
+        tables = self._device_tables(codebook)
+        be.launch("shuff_decode", chunks * lanes,
+                  [frame, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len, status,
+                   out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
+        code = int(be.to_host(error)[0])
+        if code:
+            raise ShuffError(f"corrupt frame: {_ERRORS.get(code, f'error {code}')}")
+        if info["checksum"] is not None:
+            # GPU frames carry no checksum; a CPU frame's is verified on the host (one copy).
+            found = zlib.crc32(be.to_host(out).tobytes())
+            if found != info["checksum"]:
+                raise ShuffError(f"checksum mismatch: frame says {info['checksum']:08x}, decoded data gives {found:08x}")
+        return out
+
+
+@functools.cache
+def cuda_coder() -> Coder:
+    """The GPU coder (kernels compiled by NVRTC on first use; needs CuPy and a CUDA device)."""
+    return Coder(_CudaBackend())
+
+
+@functools.cache
+def emulation_coder(library: str | None = None) -> Coder:
+    """The same kernels' per-thread code compiled for the CPU (see :func:`build_emulation`)."""
+    return Coder(_EmulationBackend(library or build_emulation()))
+
+
+def available() -> bool:
+    """Whether a CUDA device and CuPy are present (the GPU path can run)."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any failure to reach a device means "no"
+        return False
+
+
+# ---- torch tensors ---------------------------------------------------------------------------
+
+
+def _cupy_bytes(t: Any) -> Any:
+    """A CuPy uint8 view of a contiguous CUDA tensor's bytes (no copy)."""
+    import cupy
+    import torch
+
+    t = t.reshape(-1).view(torch.uint8)
+    return cupy.asarray(t) if t.numel() else cupy.empty(0, dtype=cupy.uint8)
+
+
+def _on_torch_stream(device: Any):
+    """CuPy's current device and stream set to torch's current ones for `device`."""
+    import contextlib
+
+    import cupy
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(cupy.cuda.Device(device.index if device.index is not None else torch.cuda.current_device()))
+    stream = torch.cuda.current_stream(device)
+    if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy ≥ 14
+        stack.enter_context(cupy.cuda.Stream.from_external(stream))
+    else:
+        stack.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream))
+    return stack
+
+
+def encode_tensor(x: Any, codebook: Any, lanes: int = DEFAULT_LANES) -> Any:
+    """Encodes a CUDA tensor on its GPU, on torch's current stream; returns the frame as a CUDA uint8
+    tensor (a view of a worst-case-sized buffer)."""
+    import torch
+
+    t = x.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    nbytes = t.numel() * t.element_size()
+    out = torch.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, nbytes), dtype=torch.uint8, device=t.device)
+    with _on_torch_stream(t.device):
+        frame = cuda_coder().encode(_cupy_bytes(t), codebook, lanes, out=_cupy_bytes(out))
+    return out[: int(frame.size)]
+
+
+def decode_tensor_into(frame: Any, codebook: Any, out: Any) -> Any:
+    """Decodes `frame` (a CUDA uint8 tensor, or bytes-like, copied to `out`'s device) into the CUDA
+    tensor `out` on torch's current stream."""
+    import torch
+
+    if not (type(frame).__module__.startswith("torch") and frame.device.type == "cuda"):
+        frame = torch.frombuffer(bytearray(memoryview(frame).cast("B")), dtype=torch.uint8).to(out.device)
+    frame = frame.reshape(-1).view(torch.uint8).contiguous()
+    target = out if out.is_contiguous() else torch.empty_like(out, memory_format=torch.contiguous_format)
+    with _on_torch_stream(out.device):
+        cuda_coder().decode_into(_cupy_bytes(frame), codebook, _cupy_bytes(target))
+    if target is not out:
+        out.copy_(target)
+    return out
