@@ -49,13 +49,18 @@ DEFAULT_LANES = 32
 _ELEMENT_SIZE = {"bf16": 2, "f16": 2, "f32": 4, "f8e4m3": 1, "f8e5m2": 1, "u8": 1}
 
 # Kernel signatures, shared by both backends: 'p' a device (or host) array, 'q' u64, 'i' u32.
+# The element loops come in one kernel per stream count k (suffix _k1, _k2, _k4).
 _SIGNATURES = {
-    "shuff_encode_count": "pqiiippp" + "q",
     "shuff_encode_plan": "qiipppppppp" + "q",
-    "shuff_encode_write": "pqiiippppppppqqp" + "q",
+    "shuff_encode_scan": "pqqpppiqqqq",
+    "shuff_decode_scan": "pqqqppp",
     "shuff_decode_plan": "pqqiippqppppppp",
-    "shuff_decode": "pqiiippppppppppq",
 }
+for _k in (1, 2, 4):
+    _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
+    _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
+    _SIGNATURES[f"shuff_decode_k{_k}"] = "pqiiippppppppppq"
+SCAN_THREADS = 1024
 
 _ERRORS = {
     1: "a chunk's size is inconsistent with the frame",
@@ -86,18 +91,21 @@ def _geometry(codebook: Any) -> tuple[int, int]:
 class _CudaBackend:
     name = "cuda"
 
-    def __init__(self) -> None:
+    def __init__(self, defines: tuple[str, ...] = ()) -> None:
         import cupy
 
         self.xp = cupy
-        self._module = cupy.RawModule(code=kernel_source(), options=("-std=c++17",))
+        self._module = cupy.RawModule(code=kernel_source(), options=("-std=c++17", *(f"-D{d}" for d in defines)))
         self._kernels = {name: self._module.get_function(name) for name in _SIGNATURES}
 
-    def launch(self, name: str, threads: int, args: list, shared: int = 0) -> None:
+    def launch(self, name: str, threads: int, args: list, shared: int = 0, block: int = THREADS_PER_BLOCK) -> None:
         scalars = {"q": np.uint64, "i": np.uint32}
         typed = tuple(a if kind == "p" else scalars[kind](a) for kind, a in zip(_SIGNATURES[name], args, strict=True))
-        blocks = max(1, math.ceil(threads / THREADS_PER_BLOCK))
-        self._kernels[name]((blocks,), (THREADS_PER_BLOCK,), typed, shared_mem=shared)
+        blocks = max(1, math.ceil(threads / block))
+        self._kernels[name]((blocks,), (block,), typed, shared_mem=shared)
+
+    def sync(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
 
     def to_host(self, a: Any) -> np.ndarray:
         return self.xp.asnumpy(a)
@@ -115,16 +123,19 @@ class _EmulationBackend:
             fn.argtypes = [kinds[k] for k in sig]
             fn.restype = None
 
-    def launch(self, name: str, threads: int, args: list, shared: int = 0) -> None:
-        del threads, shared  # the host functions loop over every thread themselves
+    def launch(self, name: str, threads: int, args: list, shared: int = 0, block: int = THREADS_PER_BLOCK) -> None:
+        del threads, shared, block  # the host functions loop over every thread themselves
         conv = [a.ctypes.data if kind == "p" else int(a) for kind, a in zip(_SIGNATURES[name], args, strict=True)]
         getattr(self._lib, name)(*conv)
 
     def to_host(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
+    def sync(self) -> None:
+        pass
 
-def build_emulation(directory: str | os.PathLike | None = None) -> str:
+
+def build_emulation(directory: str | os.PathLike | None = None, defines: tuple[str, ...] = ()) -> str:
     """Compiles host_emulation.cpp (the kernels' per-thread code for the CPU) with the system C++
     compiler; returns the shared library's path."""
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
@@ -132,7 +143,8 @@ def build_emulation(directory: str | os.PathLike | None = None) -> str:
         raise ShuffError("no C++ compiler found (set CXX) to build the kernels' CPU emulation")
     directory = Path(directory or tempfile.mkdtemp(prefix="shuff-emulation-"))
     lib = directory / "libshuff_emulation.so"
-    cmd = [cxx, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(_DIR / "host_emulation.cpp"), "-o", str(lib)]
+    cmd = [cxx, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *(f"-D{d}" for d in defines),
+           str(_DIR / "host_emulation.cpp"), "-o", str(lib)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return str(lib)
 
@@ -157,51 +169,81 @@ class Coder:
     def _device_id(self) -> int:
         return int(self.xp.cuda.Device().id) if self.backend.name == "cuda" else -1
 
+    def _scratch(self, words: int) -> Any:
+        """One uint32 buffer for all of a call's per-chunk and per-lane arrays (one allocation)."""
+        return self.xp.empty(words, dtype=self.xp.uint32)
+
+    def _mark(self, what: str) -> None:
+        """With `trace` set to a list, records (step, seconds since the last mark) after syncing."""
+        if self.trace is not None:
+            import time
+
+            self.backend.sync()
+            now = time.perf_counter()
+            self.trace.append((what, now - self._last))
+            self._last = now
+
+    trace: list | None = None
+    _last = 0.0
+
     def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None) -> Any:
         """Encodes `data` (a 1-D uint8 array of the backend: the tensor's bytes) into a frame of
         `lanes` lanes per coded stream; returns the frame (a view of `out` if given: it must hold
-        `shuff._shuff.max_frame_size(...)` bytes). Reads the coded size back to the host (one
-        small copy, the only synchronisation)."""
+        `shuff._shuff.max_frame_size(...)` bytes). Five launches; reads the frame's length back to
+        the host (8 bytes, the only synchronisation)."""
         xp, be = self.xp, self.backend
+        if self.trace is not None:
+            self._last = __import__("time").perf_counter()
         total = int(data.size)
         k, rotate = _geometry(codebook)
-        header = np.frombuffer(_shuff.frame_header(codebook, total, lanes), dtype=np.uint8)
-        hl = header.size
+        header = _shuff.frame_header(codebook, total, lanes)
+        hl = len(header)
+        words = np.frombuffer(header.ljust(32, b"\0"), dtype="<u8")
         chunks = -(-total // CHUNK_BYTES)
         table_len = 4 * chunks if chunks > 1 else 0
         if out is None:
             out = xp.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, total), dtype=xp.uint8)
-        out[:hl] = xp.asarray(header)
         if chunks == 0:
+            out[:hl] = xp.asarray(np.frombuffer(header, dtype=np.uint8))
             return out[:hl]
         tables = self._device_tables(codebook)
-        u32 = xp.uint32
-        lane_bits = xp.empty(chunks * k * lanes, dtype=u32)
-        lane_const = xp.empty(chunks * k * lanes, dtype=u32)
-        be.launch("shuff_encode_count", chunks * lanes, [data, total, k, rotate, lanes, tables, lane_bits, lane_const, chunks * lanes])
-        chunk_size = xp.empty(chunks, dtype=u32)
-        chunk_modes = xp.empty(chunks, dtype=u32)
-        stream_off = xp.empty(chunks * k, dtype=u32)
-        stream_const = xp.empty(chunks * k, dtype=u32)
-        lane_off = xp.zeros(chunks * k * lanes, dtype=u32)
+        per_lane, per_stream = chunks * k * lanes, chunks * k
+        # The u64 arrays first, where the (256-byte aligned) allocation keeps them 8-byte aligned.
+        scratch = self._scratch(2 * chunks + 2 + 3 * per_lane + 2 * per_stream + 2 * chunks)
+        starts, frame_len = scratch[:2 * chunks].view(xp.uint64), scratch[2 * chunks:2 * chunks + 2].view(xp.uint64)
+        at = 2 * chunks + 2
+        lane_bits, lane_const, lane_off = (scratch[at + i * per_lane:at + (i + 1) * per_lane] for i in range(3))
+        at += 3 * per_lane
+        stream_off, stream_const = scratch[at:at + per_stream], scratch[at + per_stream:at + 2 * per_stream]
+        at += 2 * per_stream
+        chunk_size, chunk_modes = scratch[at:at + chunks], scratch[at + chunks:at + 2 * chunks]
+        self._mark("setup")
+        be.launch(f"shuff_encode_count_k{k}", chunks * lanes, [data, total, k, rotate, lanes, tables, lane_bits, lane_const, chunks * lanes])
+        self._mark("count")
         be.launch("shuff_encode_plan", chunks,
                   [total, k, lanes, tables, lane_bits, lane_const, chunk_size, chunk_modes, stream_off, stream_const, lane_off, chunks])
-        ends = xp.cumsum(chunk_size, dtype=xp.uint64) + np.uint64(hl + table_len)
-        starts = xp.empty(chunks, dtype=xp.uint64)
-        starts[0] = hl + table_len
-        starts[1:] = ends[:-1]
-        be.launch("shuff_encode_write", chunks * lanes,
+        self._mark("plan")
+        be.launch("shuff_encode_scan", SCAN_THREADS, [chunk_size, chunks, hl + table_len, starts, frame_len, out, hl, *map(int, words)],
+                  block=SCAN_THREADS)
+        self._mark("scan")
+        be.launch(f"shuff_encode_write_k{k}", chunks * lanes,
                   [data, total, k, rotate, lanes, tables, lane_bits, chunk_size, chunk_modes, stream_off, stream_const, lane_off,
                    starts, hl, chunks, out, chunks * lanes])
-        n = int(be.to_host(ends[-1:])[0])
+        self._mark("write")
+        n = int(be.to_host(frame_len)[0])
+        self._mark("length")
         return out[:n]
 
     def decode_into(self, frame: Any, codebook: Any, out: Any) -> Any:
         """Decodes `frame` (1-D uint8 array of the backend) into `out` (1-D uint8 array of exactly
-        the decoded size). Raises ShuffError on a frame of another codebook or a damaged one."""
+        the decoded size). Raises ShuffError on a frame of another codebook or a damaged one. Reads
+        the header (≤ 25 bytes) and an error word back to the host: two synchronisations."""
         xp, be = self.xp, self.backend
+        if self.trace is not None:
+            self._last = __import__("time").perf_counter()
         frame_len = int(frame.size)
         head = bytes(be.to_host(frame[:MAX_HEADER_BYTES]))
+        self._mark("header")
         info = _shuff.frame_header_info(head)
         if info["fingerprint"] is None:
             raise ShuffError("this frame carries its own code (three-stage): decode it on the CPU")
@@ -221,34 +263,29 @@ class Coder:
             if frame_len != hl:
                 raise ShuffError(f"corrupt frame: {frame_len - hl} bytes after the header of an empty tensor")
             return out
-        u32, u64 = xp.uint32, xp.uint64
-        if chunks == 1:
-            chunk_size = xp.asarray(np.array([frame_len - hl], dtype=np.uint32))
-            starts = xp.asarray(np.array([hl], dtype=np.uint64))
-        else:
-            if frame_len < hl + 4 * chunks:
-                raise ShuffError("truncated frame: chunk table")
-            # Copied (aligned) before it is read as u32s: the table starts at any byte offset.
-            chunk_size = xp.ascontiguousarray(frame[hl:hl + 4 * chunks]).copy().view(u32)
-            ends = xp.cumsum(chunk_size, dtype=u64) + np.uint64(hl + 4 * chunks)
-            starts = xp.empty(chunks, dtype=u64)
-            starts[0] = hl + 4 * chunks
-            starts[1:] = ends[:-1]
-        chunk_modes = xp.empty(chunks, dtype=u32)
-        stream_off = xp.empty(chunks * k, dtype=u32)
-        stream_const = xp.zeros(chunks * k, dtype=u32)
-        lane_off = xp.zeros(chunks * k * lanes, dtype=u32)
-        lane_len = xp.zeros(chunks * k * lanes, dtype=u32)
-        status = xp.empty(chunks, dtype=u32)
-        error = xp.zeros(1, dtype=u32)
+        per_lane, per_stream = chunks * k * lanes, chunks * k
+        scratch = self._scratch(2 * chunks + 1 + 2 * per_lane + 2 * per_stream + 3 * chunks)
+        starts, error = scratch[:2 * chunks].view(xp.uint64), scratch[2 * chunks:2 * chunks + 1]
+        at = 2 * chunks + 1
+        lane_off, lane_len = scratch[at:at + per_lane], scratch[at + per_lane:at + 2 * per_lane]
+        at += 2 * per_lane
+        stream_off, stream_const = scratch[at:at + per_stream], scratch[at + per_stream:at + 2 * per_stream]
+        at += 2 * per_stream
+        chunk_size, chunk_modes, status = (scratch[at + i * chunks:at + (i + 1) * chunks] for i in range(3))
+        self._mark("setup")
+        be.launch("shuff_decode_scan", SCAN_THREADS, [frame, frame_len, hl, chunks, chunk_size, starts, error], block=SCAN_THREADS)
+        self._mark("scan")
         be.launch("shuff_decode_plan", chunks,
                   [frame, frame_len, total, k, lanes, starts, chunk_size, chunks, chunk_modes, stream_off, stream_const, lane_off,
                    lane_len, status, error])
+        self._mark("plan")
         tables = self._device_tables(codebook)
-        be.launch("shuff_decode", chunks * lanes,
+        be.launch(f"shuff_decode_k{k}", chunks * lanes,
                   [frame, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len, status,
                    out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
+        self._mark("decode")
         code = int(be.to_host(error)[0])
+        self._mark("error")
         if code:
             raise ShuffError(f"corrupt frame: {_ERRORS.get(code, f'error {code}')}")
         if info["checksum"] is not None:
@@ -260,9 +297,10 @@ class Coder:
 
 
 @functools.cache
-def cuda_coder() -> Coder:
-    """The GPU coder (kernels compiled by NVRTC on first use; needs CuPy and a CUDA device)."""
-    return Coder(_CudaBackend())
+def cuda_coder(defines: tuple[str, ...] = ()) -> Coder:
+    """The GPU coder (kernels compiled by NVRTC on first use; needs CuPy and a CUDA device).
+    `defines` are preprocessor definitions for the kernels (for benchmarks of variants)."""
+    return Coder(_CudaBackend(defines))
 
 
 @functools.cache

@@ -26,6 +26,31 @@ void shuff_encode_plan(uint64_t total, uint32_t k, uint32_t lanes, const StreamT
         encode_plan_thread(c, total, k, lanes, tables, lane_bits, lane_const, chunk_size, chunk_modes, stream_off, stream_const, lane_off);
 }
 
+static uint64_t serial_scan(const uint32_t* size, uint64_t n, uint64_t base, uint64_t* start) {
+    for (uint64_t c = 0; c < n; c++) {
+        start[c] = base;
+        base += size[c];
+    }
+    return base;
+}
+
+void shuff_encode_scan(const uint32_t* chunk_size, uint64_t n_chunks, uint64_t base, uint64_t* chunk_start, uint64_t* frame_len,
+                       uint8_t* out, uint32_t header_len, uint64_t h0, uint64_t h1, uint64_t h2, uint64_t h3) {
+    *frame_len = serial_scan(chunk_size, n_chunks, base, chunk_start);
+    write_header(out, header_len, h0, h1, h2, h3);
+}
+
+void shuff_decode_scan(const uint8_t* frame, uint64_t frame_len, uint64_t header_len, uint64_t n_chunks, uint32_t* chunk_size,
+                       uint64_t* chunk_start, uint32_t* error) {
+    *error = 0;
+    for (uint64_t c = 0; c < n_chunks; c++) {
+        uint32_t size = 0;
+        if (!decode_chunk_size(frame, frame_len, header_len, n_chunks, c, &size)) report(error, SHUFF_ERR_CHUNK_SIZE);
+        chunk_size[c] = size;
+    }
+    serial_scan(chunk_size, n_chunks, header_len + (n_chunks > 1 ? 4 * n_chunks : 0), chunk_start);
+}
+
 void shuff_encode_write(const uint8_t* in, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes, const StreamTables* tables,
                         const uint32_t* lane_bits, const uint32_t* chunk_size, const uint32_t* chunk_modes, const uint32_t* stream_off,
                         const uint32_t* stream_const, const uint32_t* lane_off, const uint64_t* chunk_start, uint64_t table_at,
@@ -65,5 +90,30 @@ void shuff_decode(const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rot
         }
     }
 }
+
+// The per-stream-count names the device launches (kernels.cu instantiates one kernel per k).
+#define SHUFF_ALIASES(K)                                                                                                       \
+    void shuff_encode_count_k##K(const uint8_t* in, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,              \
+                                 const StreamTables* tables, uint32_t* lane_bits, uint32_t* lane_const, uint64_t threads) {   \
+        shuff_encode_count(in, total, k, rotate, lanes, tables, lane_bits, lane_const, threads);                              \
+    }                                                                                                                          \
+    void shuff_encode_write_k##K(const uint8_t* in, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,              \
+                                 const StreamTables* tables, const uint32_t* lane_bits, const uint32_t* chunk_size,           \
+                                 const uint32_t* chunk_modes, const uint32_t* stream_off, const uint32_t* stream_const,       \
+                                 const uint32_t* lane_off, const uint64_t* chunk_start, uint64_t table_at, uint64_t n_chunks, \
+                                 uint8_t* out, uint64_t threads) {                                                            \
+        shuff_encode_write(in, total, k, rotate, lanes, tables, lane_bits, chunk_size, chunk_modes, stream_off, stream_const,  \
+                           lane_off, chunk_start, table_at, n_chunks, out, threads);                                          \
+    }                                                                                                                          \
+    void shuff_decode_k##K(const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,                 \
+                           const StreamTables* tables, const uint64_t* chunk_start, const uint32_t* chunk_modes,              \
+                           const uint32_t* stream_off, const uint32_t* stream_const, const uint32_t* lane_off,                \
+                           const uint32_t* lane_len, const uint32_t* status, uint8_t* out, uint32_t* error, uint64_t threads) {\
+        shuff_decode(frame, total, k, rotate, lanes, tables, chunk_start, chunk_modes, stream_off, stream_const, lane_off,     \
+                     lane_len, status, out, error, threads);                                                                  \
+    }
+SHUFF_ALIASES(1)
+SHUFF_ALIASES(2)
+SHUFF_ALIASES(4)
 
 }  // extern "C"

@@ -111,6 +111,202 @@ SHUFF_HD uint32_t from_symbols(uint32_t syms, uint32_t k, uint32_t rotate) {
 
 // ---- memory access ----------------------------------------------------------------------------
 
+#ifndef SHUFF_WIDE
+#define SHUFF_WIDE 1
+#endif
+#if SHUFF_WIDE
+// 16-byte accesses: each thread streams through its own lane, so a warp's access touches 32
+// different sectors; 16 bytes per access instead of 4 quarters the memory transactions per byte.
+struct Wide {
+    uint64_t lo, hi;
+};
+
+SHUFF_HD Wide load_16_aligned(const uint8_t* p) {
+    Wide w;
+#if defined(__CUDA_ARCH__)
+    uint4 v = *(const uint4*)p;
+    w.lo = (uint64_t)v.x | ((uint64_t)v.y << 32);
+    w.hi = (uint64_t)v.z | ((uint64_t)v.w << 32);
+#else
+    memcpy(&w.lo, p, 8);  // little-endian hosts only (x86-64, aarch64)
+    memcpy(&w.hi, p + 8, 8);
+#endif
+    return w;
+}
+
+SHUFF_HD void store_16_aligned(uint8_t* p, uint64_t lo, uint64_t hi) {
+#if defined(__CUDA_ARCH__)
+    *(uint4*)p = make_uint4((uint32_t)lo, (uint32_t)(lo >> 32), (uint32_t)hi, (uint32_t)(hi >> 32));
+#else
+    memcpy(p, &lo, 8);
+    memcpy(p + 8, &hi, 8);
+#endif
+}
+
+SHUFF_HD int aligned16(const uint8_t* p) { return (((uintptr_t)p) & 15) == 0; }
+
+// Reads units of k bytes in order from [p, end): 16-byte aligned loads where the position allows
+// (lanes of power-of-two counts start 16-aligned in aligned tensors), bytes otherwise.
+struct UnitSource {
+    const uint8_t* p;
+    const uint8_t* end;
+    uint64_t lo, hi;  // the next `left` bytes, low byte first
+    uint32_t left;
+};
+
+SHUFF_HD UnitSource unit_source(const uint8_t* p, const uint8_t* end) {
+    UnitSource s;
+    s.p = p;
+    s.end = end;
+    s.lo = s.hi = 0;
+    s.left = 0;
+    return s;
+}
+
+SHUFF_HD uint32_t next_unit(UnitSource* s, uint32_t k) {
+    if (s->left == 0) {
+        if (aligned16(s->p) && s->p + 16 <= s->end) {
+            Wide w = load_16_aligned(s->p);
+            s->lo = w.lo;
+            s->hi = w.hi;
+            s->p += 16;
+            s->left = 16;
+        } else {
+            uint64_t w = 0;
+            for (uint32_t b = 0; b < k; b++) w |= (uint64_t)s->p[b] << (8 * b);
+            s->lo = w;
+            s->hi = 0;
+            s->p += k;
+            s->left = k;
+        }
+    }
+    uint32_t u = (uint32_t)s->lo & unit_mask(k);
+    uint32_t bits = 8 * k;  // 8, 16 or 32: shifts stay below 64
+    s->lo = (s->lo >> bits) | (s->hi << (64 - bits));
+    s->hi >>= bits;
+    s->left -= k;
+    return u;
+}
+
+// Writes an LSB-first bitstream (or raw bytes, as 8-bit codes) from p on: whole bytes until p is
+// 16-aligned, then 32-bit words gathered four at a time into 16-byte stores. Only bytes that hold
+// bits are written, so neighbouring lanes, which own the bytes around, are never touched.
+struct BitSink {
+    uint8_t* p;
+    uint64_t acc;
+    uint32_t n;       // pending bits in acc, < 32 between calls
+    uint64_t qlo, qhi;
+    uint32_t qn;      // 32-bit words queued in qlo/qhi (0..3), to be stored at p
+};
+
+SHUFF_HD BitSink bit_sink(uint8_t* p) {
+    BitSink s;
+    s.p = p;
+    s.acc = 0;
+    s.n = 0;
+    s.qlo = s.qhi = 0;
+    s.qn = 0;
+    return s;
+}
+
+SHUFF_HD void put_bits(BitSink* s, uint32_t bits, uint32_t len) {
+    s->acc |= (uint64_t)bits << s->n;
+    s->n += len;
+    if (s->n >= 32) {
+        while (s->qn == 0 && !aligned16(s->p) && s->n >= 8) {
+            *s->p++ = (uint8_t)s->acc;
+            s->acc >>= 8;
+            s->n -= 8;
+        }
+        if (aligned16(s->p) && s->n >= 32) {
+            uint64_t w = (uint32_t)s->acc;
+            s->acc >>= 32;
+            s->n -= 32;
+            if (s->qn == 0) s->qlo = w;
+            else if (s->qn == 1) s->qlo |= w << 32;
+            else if (s->qn == 2) s->qhi = w;
+            else {
+                store_16_aligned(s->p, s->qlo, s->qhi | (w << 32));
+                s->p += 16;
+            }
+            s->qn = (s->qn + 1) & 3;
+        }
+    }
+}
+
+// Writes the queued words and pending bits, the last byte padded with zeros.
+SHUFF_HD void finish_bits(BitSink* s) {
+    for (uint32_t i = 0; i < 4 * s->qn; i++) {
+        *s->p++ = (uint8_t)(i < 8 ? s->qlo >> (8 * i) : s->qhi >> (8 * (i - 8)));
+    }
+    s->qn = 0;
+    while (s->n > 0) {
+        *s->p++ = (uint8_t)s->acc;
+        s->acc >>= 8;
+        s->n = s->n >= 8 ? s->n - 8 : 0;
+    }
+}
+
+// Reads an LSB-first lane [p, end): bytes until p is 16-aligned, then 16-byte loads staged in
+// (lo, hi) and fed to the bit buffer 32 bits at a time. Past the end it reads zeros and counts
+// them, so that the final check can tell a lane that needed more bits than it has.
+struct BitSource {
+    const uint8_t* start;
+    const uint8_t* p;
+    const uint8_t* end;
+    uint64_t acc;
+    uint32_t n;        // valid bits in acc
+    uint32_t phantom;  // zero bits read past the end
+    uint64_t lo, hi;   // staged bits, loaded but not yet in acc
+    uint32_t staged;   // their count: 0, 32, 64, 96 or 128
+};
+
+SHUFF_HD BitSource bit_source(const uint8_t* p, const uint8_t* end) {
+    BitSource s;
+    s.start = p;
+    s.p = p;
+    s.end = end;
+    s.acc = 0;
+    s.n = 0;
+    s.phantom = 0;
+    s.lo = s.hi = 0;
+    s.staged = 0;
+    return s;
+}
+
+// Tops up to more than 32 valid bits.
+SHUFF_HD void refill(BitSource* s) {
+    while (s->n <= 32) {
+        if (s->staged == 0 && aligned16(s->p) && s->p + 16 <= s->end) {
+            Wide w = load_16_aligned(s->p);
+            s->lo = w.lo;
+            s->hi = w.hi;
+            s->p += 16;
+            s->staged = 128;
+        }
+        if (s->staged > 0) {
+            s->acc |= (s->lo & 0xffffffffull) << s->n;
+            s->n += 32;
+            s->lo = (s->lo >> 32) | (s->hi << 32);
+            s->hi >>= 32;
+            s->staged -= 32;
+        } else if (s->p < s->end) {
+            s->acc |= (uint64_t)(*s->p) << s->n;
+            s->p += 1;
+            s->n += 8;
+        } else {
+            s->phantom += 32;
+            s->n += 32;
+        }
+    }
+}
+
+// Bits consumed so far.
+SHUFF_HD uint64_t consumed_bits(const BitSource* s) {
+    return (uint64_t)(s->p - s->start) * 8 + s->phantom - s->n - s->staged;
+}
+
+#else  // 4- and 8-byte accesses (the first version; kept while the two are measured side by side)
 SHUFF_HD uint64_t load_u64_aligned(const uint8_t* p) {
 #if defined(__CUDA_ARCH__)
     return *(const uint64_t*)p;
@@ -265,6 +461,8 @@ SHUFF_HD void refill(BitSource* s) {
 SHUFF_HD uint64_t consumed_bits(const BitSource* s) {
     return (uint64_t)(s->p - s->start) * 8 + s->phantom - s->n;
 }
+
+#endif
 
 // Decodes one symbol. Codes of fixed codebooks are complete, so every pattern decodes; the check
 // stays for safety (returns 256 on bits that start no code).
@@ -455,7 +653,29 @@ SHUFF_HD void encode_write_thread(uint64_t t, const uint8_t* in, uint64_t total,
     }
 }
 
+// The header (its `header_len` ≤ 32 bytes, little-endian in four words) at the start of `out`.
+SHUFF_HD void write_header(uint8_t* out, uint32_t header_len, uint64_t h0, uint64_t h1, uint64_t h2, uint64_t h3) {
+    for (uint32_t i = 0; i < header_len && i < 32; i++) {
+        uint64_t w = i < 8 ? h0 : i < 16 ? h1 : i < 24 ? h2 : h3;
+        out[i] = (uint8_t)(w >> (8 * (i % 8)));
+    }
+}
+
 // ---- decoder ------------------------------------------------------------------------------------
+
+// Chunk sizes of a frame: from the chunk table (u32s at header_len, any alignment) when there is
+// more than one chunk, else the rest of the frame. Reports a table that runs past the frame.
+SHUFF_HD int decode_chunk_size(const uint8_t* frame, uint64_t frame_len, uint64_t header_len, uint64_t n_chunks, uint64_t c,
+                               uint32_t* size) {
+    if (n_chunks == 1) {
+        if (frame_len < header_len || frame_len - header_len > 0xffffffffull) return 0;
+        *size = (uint32_t)(frame_len - header_len);
+        return 1;
+    }
+    if (header_len + 4 * n_chunks > frame_len) return 0;
+    *size = read_u32(frame + header_len + 4 * c);
+    return 1;
+}
 
 // Thread c: validates chunk c (its bytes [chunk_start[c], + chunk_size[c]) inside the frame, mode
 // bits, every stream and lane inside the chunk, nothing after the last stream) and lays it out as
