@@ -84,6 +84,7 @@ def reps_for(nbytes: int) -> int:
 
 def bench_shuff(x: torch.Tensor, book, lanes: int) -> dict:
     nbytes = x.numel() * x.element_size()
+    lanes = lanes or gpu.lanes_for(nbytes)
     reps = reps_for(nbytes)
     frame = shuff.encode_frame(x, book, lanes=lanes)
     out = torch.empty_like(x)
@@ -92,7 +93,7 @@ def bench_shuff(x: torch.Tensor, book, lanes: int) -> dict:
     enc = timed(lambda: shuff.encode_frame(x, book, lanes=lanes), reps)
     dec = timed(lambda: shuff.decode_frame_into(frame, book, out), reps)
     return {"ratio": frame.numel() / nbytes, "encode_s": enc, "decode_s": dec, "encode_GBps": nbytes / enc / 1e9,
-            "decode_GBps": nbytes / dec / 1e9}
+            "decode_GBps": nbytes / dec / 1e9, "lanes_used": lanes}
 
 
 def bench_nvcomp(x: torch.Tensor, algorithm: str, **opts) -> dict:
@@ -138,51 +139,79 @@ def link_model(encode_GBps: float, decode_GBps: float, ratio: float, link_GBps: 
     return plain / max(stages)
 
 
-def loopback(x: torch.Tensor, book, lanes: int, piece: int = 16 << 20) -> dict:
-    """A measured single-GPU pipeline (encode piece p on one stream, copy piece p−1's frame on a
-    second — the "link", here the device's own copy engine — decode piece p−2 on a third) against
-    the same pieces sent uncompressed, and the model's prediction for a link as fast as that copy."""
+def cycles_per_second() -> float:
+    """The GPU's clock, measured: torch.cuda._sleep spins for a number of cycles."""
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda._sleep(1000)
+    start.record()
+    torch.cuda._sleep(50_000_000)
+    stop.record()
+    stop.synchronize()
+    return 50_000_000 / (start.elapsed_time(stop) / 1e3)
+
+
+def loopback(x: torch.Tensor, book, lanes: int | None, link_GBps: float, piece: int = 16 << 20) -> dict:
+    """A measured single-GPU pipeline over a simulated link: piece p is encoded on one stream while
+    piece p−1 crosses the "link" on a second (a copy, then a spin of bytes / link_GBps — the time
+    the link would take) and piece p−2 is decoded on a third; against the same pieces sent
+    uncompressed over the same link."""
+    hz = cycles_per_second()
     pieces = [x[i:i + piece // 2] for i in range(0, x.numel(), piece // 2)]
-    frames = [shuff.encode_frame(p, book, lanes=lanes) for p in pieces]
-    dst = [torch.empty_like(f) for f in frames]
     outs = [torch.empty_like(p) for p in pieces]
-    s_enc, s_link, s_dec = torch.cuda.Stream(), torch.cuda.Stream(), torch.cuda.Stream()
-    ev_enc = [torch.cuda.Event() for _ in pieces]
-    ev_link = [torch.cuda.Event() for _ in pieces]
+    s_link, s_dec = torch.cuda.Stream(), torch.cuda.Stream()
+    link_done = [torch.cuda.Event() for _ in pieces]
+
+    def send(nbytes: int) -> None:
+        torch.cuda._sleep(int(nbytes / (link_GBps * 1e9) * hz))
 
     def pipelined():
-        for i in range(len(pieces) + 2):
+        frames: list = [None] * len(pieces)
+        dst: list = [None] * len(pieces)
+        for i in range(len(pieces) + 1):
             if i < len(pieces):
-                with torch.cuda.stream(s_enc):
-                    shuff.encode_frame(pieces[i], book, lanes=lanes)
-                    ev_enc[i].record()
-            if 0 <= i - 1 < len(pieces):
+                frames[i] = shuff.encode_frame(pieces[i], book, lanes=lanes)
+                ready = torch.cuda.Event()
+                ready.record()
                 with torch.cuda.stream(s_link):
-                    s_link.wait_event(ev_enc[i - 1])
-                    dst[i - 1].copy_(frames[i - 1], non_blocking=True)
-                    ev_link[i - 1].record()
-            if 0 <= i - 2 < len(pieces):
+                    s_link.wait_event(ready)
+                    dst[i] = frames[i].clone()
+                    send(frames[i].numel())
+                    link_done[i].record()
+            if i >= 1:
                 with torch.cuda.stream(s_dec):
-                    s_dec.wait_event(ev_link[i - 2])
-                    shuff.decode_frame_into(dst[i - 2], book, outs[i - 2])
+                    s_dec.wait_event(link_done[i - 1])
+                    shuff.decode_frame_into(dst[i - 1], book, outs[i - 1])
 
     raw_dst = [torch.empty_like(p) for p in pieces]
 
     def plain():
-        for p, d in zip(pieces, raw_dst):
-            d.copy_(p, non_blocking=True)
+        with torch.cuda.stream(s_link):
+            for p, d in zip(pieces, raw_dst):
+                d.copy_(p, non_blocking=True)
+                send(p.numel() * p.element_size())
 
-    t_pipe = timed(pipelined, 5)
-    t_plain = timed(plain, 5)
+    t_pipe = timed(pipelined, 3)
+    t_plain = timed(plain, 3)
     for p, o in zip(pieces, outs):
         assert torch.equal(p, o), "loopback pipeline decoded other data"
-    return {"pieces": len(pieces), "pipelined_s": t_pipe, "plain_s": t_plain, "measured_speedup": t_plain / t_pipe}
+    return {"link_GBps": link_GBps, "pieces": len(pieces), "pipelined_s": t_pipe, "plain_s": t_plain,
+            "measured_speedup": t_plain / t_pipe}
+
+
+def pipeline_model(row: dict, link_GBps: float, n: int, piece: int) -> float:
+    """Predicted speed-up of `loopback`: encode, link and decode of n pieces overlap, the slowest
+    stage sets the pace, and the pipeline fills and drains once."""
+    e, d = piece / (row["encode_GBps"] * 1e9), piece / (row["decode_GBps"] * 1e9)
+    link = row["ratio"] * piece / (link_GBps * 1e9)
+    compressed = e + link + d + (n - 1) * max(e, link, d)
+    return n * piece / (link_GBps * 1e9) / compressed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1MiB,16MiB,256MiB,1GiB")
-    ap.add_argument("--lanes", default="32", help="lane counts to measure (comma-separated); the first is the headline")
+    ap.add_argument("--lanes", default="0", help="lane counts to measure (comma-separated; 0: the encoder's default for the "
+                    "size); the first is the headline")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
@@ -198,10 +227,11 @@ def main() -> None:
 
     def row(kind, layout, size, coder, lanes, r):
         results["rows"].append({"tensor": kind, "layout": layout, "bytes": size, "coder": coder, "lanes": lanes, **r})
+        shown = f"{r['lanes_used']}{'*' if not lanes else ''}" if "lanes_used" in r else ""
         if "copy_GBps" in r:
             print(f"{kind:<12}{layout:<9}{human(size):>8} {coder:<18}{'':>6}{'':>8}{r['copy_GBps']:>10.0f}{'':>10}{r['copy_s'] * 1e6:>9.0f}")
         else:
-            print(f"{kind:<12}{layout:<9}{human(size):>8} {coder:<18}{lanes or '':>6}{r['ratio']:>8.3f}{r['encode_GBps']:>10.1f}"
+            print(f"{kind:<12}{layout:<9}{human(size):>8} {coder:<18}{shown:>6}{r['ratio']:>8.3f}{r['encode_GBps']:>10.1f}"
                   f"{r['decode_GBps']:>10.1f}{r['encode_s'] * 1e6:>9.0f}{r['decode_s'] * 1e6:>9.0f}", flush=True)
 
     for size in sizes:
@@ -233,16 +263,19 @@ def main() -> None:
         results["link_model"].append({"link_GBps": link, "shuff_speedup": s, "nvcomp_ans_speedup": a})
         print(f"  {link:>4} GB/s link: shuff {s:.2f}×   nvCOMP ANS {a:.2f}×")
     _, test = data["activations"]
-    x = test.repeat(-(-(128 << 20) // test.numel()))[: 128 << 20].cuda()
-    try:
-        lb = loopback(x, books[("activations", "exponent")], lane_counts[0])
-        copy = next(r for r in results["rows"] if r["coder"] == "device memcpy" and r["bytes"] == big)
-        lb["model_speedup"] = link_model(r["encode_GBps"], r["decode_GBps"], r["ratio"], copy["copy_GBps"], ranks=2)
-        results["loopback"] = lb
-        print(f"loopback, 256 MiB in {lb['pieces']} pieces over the device copy engine ({copy['copy_GBps']:.0f} GB/s): "
-              f"measured {lb['measured_speedup']:.2f}×, model {lb['model_speedup']:.2f}×")
-    except Exception as e:  # noqa: BLE001 - reported, the table above stands
-        print(f"loopback failed: {type(e).__name__}: {e}")
+    x = test.repeat(-(-(64 << 20) // test.numel()))[: 64 << 20].cuda()
+    piece_row = next((r for r in results["rows"] if r["bytes"] == 16 << 20 and r["coder"] == "shuff" and r["layout"] == "exponent"
+                      and r["tensor"] == "activations" and r["lanes"] == lane_counts[0]), None)
+    results["loopback"] = []
+    for link in (25, 100):
+        try:
+            lb = loopback(x, books[("activations", "exponent")], lane_counts[0] or None, link)
+            lb["model_speedup"] = pipeline_model(piece_row, link, lb["pieces"], 16 << 20) if piece_row else float("nan")
+            results["loopback"].append(lb)
+            print(f"loopback over a simulated {link} GB/s link, 128 MiB in {lb['pieces']} pieces of 16 MiB: "
+                  f"measured {lb['measured_speedup']:.2f}×, model {lb['model_speedup']:.2f}× (from the 16 MiB row)")
+        except Exception as e:  # noqa: BLE001 - reported, the table above stands
+            print(f"loopback at {link} GB/s failed: {type(e).__name__}: {e}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
 

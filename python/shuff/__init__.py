@@ -85,8 +85,8 @@ def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *
     """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives).
 
     CPU input gives `bytes`; a CUDA tensor is coded on its GPU into a CUDA uint8 tensor. `lanes`
-    sets the frame's lane geometry (default 4 on the CPU, `shuff.gpu.DEFAULT_LANES` on the GPU);
-    every decoder reads every geometry."""
+    sets the frame's lane geometry (default 4 on the CPU; on the GPU `shuff.gpu.lanes_for` the
+    size, 32 to 128); every decoder reads every geometry."""
     codebook = _codebook(book, cls)
     if dtype_name(x) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {codebook.dtype}")
@@ -95,7 +95,7 @@ def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *
             raise ShuffError("GPU-encoded frames carry no checksum (no CRC-32 on the device yet): encode on the CPU for one")
         from . import gpu
 
-        return gpu.encode_tensor(x, codebook, lanes or gpu.DEFAULT_LANES)
+        return gpu.encode_tensor(x, codebook, lanes)
     return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4)
 
 

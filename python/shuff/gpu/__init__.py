@@ -35,7 +35,7 @@ import numpy as np
 from .. import _shuff
 from .._shuff import ShuffError
 
-__all__ = ["DEFAULT_LANES", "Coder", "cuda_coder", "emulation_coder", "kernel_source", "available"]
+__all__ = ["DEFAULT_LANES", "Coder", "cuda_coder", "emulation_coder", "kernel_source", "available", "lanes_for"]
 
 _DIR = Path(__file__).resolve().parent
 CHUNK_BYTES = 65536
@@ -43,8 +43,23 @@ MAX_HEADER_BYTES = 25
 STREAM_TABLES_BYTES = 9728
 THREADS_PER_BLOCK = 256
 # Lanes per coded stream per chunk in GPU-encoded frames: one thread per lane, and 2 bytes of lane
-# size per lane per coded stream and chunk (32 lanes: 0.15% of a 64 KiB bf16 chunk per stream).
+# size per lane per coded stream and chunk (32 lanes: 0.1% of a 64 KiB chunk per stream, 128
+# lanes 0.4%). Large messages have threads enough at 32; smaller ones get more lanes (up to 128) so
+# that the GPU still holds ~2^18 threads (see `lanes_for`).
 DEFAULT_LANES = 32
+MAX_AUTO_LANES = 128
+TARGET_THREADS = 1 << 18
+
+
+def lanes_for(nbytes: int) -> int:
+    """The GPU encoder's default lane count for a message of `nbytes`: the power of two, from 32
+    to 128, that gives the message about 2^18 threads (measured on an H200: 1 MiB encodes in 171
+    instead of 267 µs with 128 lanes, for 1.1% more bytes)."""
+    chunks = max(1, -(-nbytes // CHUNK_BYTES))
+    lanes = DEFAULT_LANES
+    while lanes < MAX_AUTO_LANES and chunks * lanes < TARGET_THREADS:
+        lanes *= 2
+    return lanes
 
 _ELEMENT_SIZE = {"bf16": 2, "f16": 2, "f32": 4, "f8e4m3": 1, "f8e5m2": 1, "u8": 1}
 
@@ -59,7 +74,7 @@ _SIGNATURES = {
 for _k in (1, 2, 4):
     _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
     _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
-    _SIGNATURES[f"shuff_decode_k{_k}"] = "pqiiippppppppppq"
+    _SIGNATURES[f"shuff_decode_k{_k}"] = "pqqiiippppppppppq"
 SCAN_THREADS = 1024
 
 _ERRORS = {
@@ -281,8 +296,8 @@ class Coder:
         self._mark("plan")
         tables = self._device_tables(codebook)
         be.launch(f"shuff_decode_k{k}", chunks * lanes,
-                  [frame, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len, status,
-                   out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
+                  [frame, frame_len, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len,
+                   status, out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
         self._mark("decode")
         code = int(be.to_host(error)[0])
         self._mark("error")
@@ -348,15 +363,17 @@ def _on_torch_stream(device: Any):
     return stack
 
 
-def encode_tensor(x: Any, codebook: Any, lanes: int = DEFAULT_LANES) -> Any:
-    """Encodes a CUDA tensor on its GPU, on torch's current stream; returns the frame as a CUDA uint8
-    tensor (a view of a worst-case-sized buffer)."""
+def encode_tensor(x: Any, codebook: Any, lanes: int | None = None) -> Any:
+    """Encodes a CUDA tensor on its GPU, on torch's current stream, in `lanes` lanes (default:
+    `lanes_for` its size); returns the frame as a CUDA uint8 tensor (a view of a worst-case-sized
+    buffer)."""
     import torch
 
     t = x.detach()
     if not t.is_contiguous():
         t = t.contiguous()
     nbytes = t.numel() * t.element_size()
+    lanes = lanes or lanes_for(nbytes)
     out = torch.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, nbytes), dtype=torch.uint8, device=t.device)
     with _on_torch_stream(t.device):
         frame = cuda_coder().encode(_cupy_bytes(t), codebook, lanes, out=_cupy_bytes(out))

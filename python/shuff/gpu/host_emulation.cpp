@@ -76,12 +76,12 @@ void shuff_decode_plan(const uint8_t* frame, uint64_t frame_len, uint64_t total,
                            stream_const, lane_off, lane_len, status, error);
 }
 
-void shuff_decode(const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes, const StreamTables* tables,
+void shuff_decode(const uint8_t* frame, uint64_t frame_len, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes, const StreamTables* tables,
                   const uint64_t* chunk_start, const uint32_t* chunk_modes, const uint32_t* stream_off, const uint32_t* stream_const,
                   const uint32_t* lane_off, const uint32_t* lane_len, const uint32_t* status, uint8_t* out, uint32_t* error,
                   uint64_t threads) {
     for (uint64_t t = 0; t < threads; t++) {
-#define SHUFF_DECODE(K) decode_thread<K>(t, frame, total, rotate, lanes, tables, chunk_start, chunk_modes, stream_off, stream_const, \
+#define SHUFF_DECODE(K) decode_thread<K>(t, frame, frame_len, total, rotate, lanes, tables, chunk_start, chunk_modes, stream_off, stream_const, \
                                          lane_off, lane_len, status, out, error)
         switch (k) {
             case 1: SHUFF_DECODE(1); break;
@@ -105,11 +105,11 @@ void shuff_decode(const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rot
         shuff_encode_write(in, total, k, rotate, lanes, tables, lane_bits, chunk_size, chunk_modes, stream_off, stream_const,  \
                            lane_off, chunk_start, table_at, n_chunks, out, threads);                                          \
     }                                                                                                                          \
-    void shuff_decode_k##K(const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,                 \
+    void shuff_decode_k##K(const uint8_t* frame, uint64_t frame_len, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,                 \
                            const StreamTables* tables, const uint64_t* chunk_start, const uint32_t* chunk_modes,              \
                            const uint32_t* stream_off, const uint32_t* stream_const, const uint32_t* lane_off,                \
                            const uint32_t* lane_len, const uint32_t* status, uint8_t* out, uint32_t* error, uint64_t threads) {\
-        shuff_decode(frame, total, k, rotate, lanes, tables, chunk_start, chunk_modes, stream_off, stream_const, lane_off,     \
+        shuff_decode(frame, frame_len, total, k, rotate, lanes, tables, chunk_start, chunk_modes, stream_off, stream_const, lane_off,     \
                      lane_len, status, out, error, threads);                                                                  \
     }
 SHUFF_ALIASES(1)

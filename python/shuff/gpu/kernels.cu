@@ -9,6 +9,19 @@ __device__ __forceinline__ void stage(uint32_t* dst, const uint32_t* src, uint32
 }
 
 #define SHUFF_THREAD_INDEX ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x)
+// Blocks of 256 threads an SM should hold at once for the decoder: the compiler caps registers to
+// fit (4: 64 registers, half the SM's threads; 0: no cap). The decoder is latency-bound (each
+// thread is one serial chain of table lookups), so resident threads hide the latency: measured on
+// an H200, 4 took 256 MiB from 1587 to 1110 µs (5: 48 registers and spills, 2168 µs). The encoder
+// measured best without a cap (76 registers: 1 GiB 2428 µs; capped at 64: 2722 µs).
+#ifndef SHUFF_MIN_BLOCKS
+#define SHUFF_MIN_BLOCKS 4
+#endif
+#if SHUFF_MIN_BLOCKS > 0
+#define SHUFF_BOUNDS __launch_bounds__(256, SHUFF_MIN_BLOCKS)
+#else
+#define SHUFF_BOUNDS
+#endif
 #define SCAN_THREADS 1024
 
 // Exclusive prefix sum of `size[0..n)` from `base` into `start`, by one block of SCAN_THREADS
@@ -122,8 +135,8 @@ extern "C" __global__ void shuff_decode_plan(const uint8_t* frame, uint64_t fram
 
 // Dynamic shared memory: K * sizeof(StreamTables).
 #define SHUFF_DECODE(K)                                                                                                        \
-    extern "C" __global__ void shuff_decode_k##K(                                                                              \
-        const uint8_t* frame, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes, const StreamTables* tables,         \
+    extern "C" __global__ void SHUFF_BOUNDS shuff_decode_k##K(                                                                              \
+        const uint8_t* frame, uint64_t frame_len, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes, const StreamTables* tables,         \
         const uint64_t* chunk_start, const uint32_t* chunk_modes, const uint32_t* stream_off, const uint32_t* stream_const,    \
         const uint32_t* lane_off, const uint32_t* lane_len, const uint32_t* status, uint8_t* out, uint32_t* error,             \
         uint64_t threads) {                                                                                                    \
@@ -132,7 +145,7 @@ extern "C" __global__ void shuff_decode_plan(const uint8_t* frame, uint64_t fram
         __syncthreads();                                                                                                       \
         uint64_t t = SHUFF_THREAD_INDEX;                                                                                       \
         if (t < threads)                                                                                                       \
-            decode_thread<K>(t, frame, total, rotate, lanes, (const StreamTables*)smem, chunk_start, chunk_modes, stream_off,   \
+            decode_thread<K>(t, frame, frame_len, total, rotate, lanes, (const StreamTables*)smem, chunk_start, chunk_modes, stream_off,   \
                              stream_const, lane_off, lane_len, status, out, error);                                            \
     }
 SHUFF_DECODE(1)
