@@ -8,16 +8,18 @@ use shuff::{decode, decode_three_stage_into, encode, encode_three_stage, DType, 
 use shuff_fuzz::{books, sample};
 
 fuzz_target!(|data: &[u8]| {
-    // [book][start: u16][len: u16][edits: (pos: u16, xor: u8)...]
+    // [book and lane count][start: u16][len: u16][edits: (pos: u16, xor: u8)...]
     if data.len() < 5 {
         return;
     }
     let which = data[0] % 3;
+    // Every lane geometry decodes on the CPU: the CPU's default 4, a GPU's 32–128, odd counts.
+    let lanes = [4, 1, 3, 32, 255, 16, 7, 128][usize::from(data[0] / 3 % 8)];
     let s = sample();
     let start = usize::from(u16::from_le_bytes([data[1], data[2]])) * 2 % s.len();
     let len = (usize::from(u16::from_le_bytes([data[3], data[4]])) * 4).min(s.len() - start) & !1;
     let tensor = &s[start..start + len];
-    let opts = EncodeOptions { checksum: true, parallel: false, ..Default::default() };
+    let opts = EncodeOptions { checksum: true, parallel: false, lanes };
     let mut frame = match which {
         2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts),
         b => encode(&books()[b as usize], tensor, opts),

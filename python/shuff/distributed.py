@@ -1,5 +1,9 @@
 """Compressed collectives over torch.distributed (gloo on CPU; any backend that moves uint8).
 
+CPU tensors are coded in Rust on the host; CUDA tensors are coded on their GPU (`shuff.gpu`) and
+their frames exchanged as CUDA uint8 tensors (NCCL moves them device to device; gloo stages them
+through the host itself).
+
 Each function has the signature of its torch.distributed namesake plus `book` (a CodebookSet) and
 `cls` (the class whose codebook codes the tensors). Every rank encodes its tensors with the fixed
 codebook (one pass, no codebook in the message), the ranks exchange the compressed sizes, then the
@@ -33,6 +37,14 @@ def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
+def _control_device(group) -> torch.device:
+    """Where small control tensors (sizes, timings) must live for the group's backend: NCCL moves
+    only CUDA tensors."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _exchange(row: Sequence[int], book: CodebookSet, group: dist.ProcessGroup | None) -> torch.Tensor:
     """All-gathers each rank's `row` of sizes together with its codebook set's fingerprint, and
     raises ShuffError on every rank if the fingerprints differ. Returns the [ranks, len(row)] matrix.
@@ -40,10 +52,10 @@ def _exchange(row: Sequence[int], book: CodebookSet, group: dist.ProcessGroup | 
     Riding on the size exchange every collective needs anyway, the check costs no extra round trip,
     and it catches a rank that switches sets later, not only at the first call."""
     ws = dist.get_world_size(group)
-    mine = torch.tensor([_signed(book.fingerprint), *row], dtype=torch.int64)
+    mine = torch.tensor([_signed(book.fingerprint), *row], dtype=torch.int64, device=_control_device(group))
     every = [torch.empty_like(mine) for _ in range(ws)]
     dist.all_gather(every, mine, group=group)
-    m = torch.stack(every)
+    m = torch.stack(every).cpu()
     fps = [int(v) & ((1 << 64) - 1) for v in m[:, 0].tolist()]
     if len(set(fps)) != 1:
         listing = ", ".join(f"rank {r}: {fp:016x}" for r, fp in enumerate(fps))
@@ -64,20 +76,49 @@ def _pack(t: torch.Tensor, book: CodebookSet, cls: str) -> tuple[torch.Tensor, i
     codebook = book.codebook(cls)
     if dtype_name(t) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(t)} but class {cls!r} codes {codebook.dtype}")
-    return _pack_bytes(byte_view(t), codebook)
+    return _pack_bytes(_bytes_of(t), codebook)
+
+
+def _bytes_of(t: torch.Tensor):
+    """A tensor's bytes: a numpy uint8 view on the CPU, a flat uint8 tensor view on a GPU."""
+    if t.device.type == "cuda":
+        return t.contiguous().reshape(-1).view(torch.uint8)
+    return byte_view(t)
 
 
 def _pack_bytes(raw, codebook) -> tuple[torch.Tensor, int]:
-    buf = torch.empty(max(max_frame_size(codebook.dtype, codebook.layout, raw.nbytes), raw.nbytes), dtype=torch.uint8)
+    """`raw` (from `_bytes_of`) coded into a buffer on its device with room for the worst case;
+    returns the buffer and the frame's length, or minus the raw length when coding does not shrink
+    it (the buffer then holds the raw bytes)."""
+    nbytes = raw.numel() if isinstance(raw, torch.Tensor) else raw.nbytes
+    size = max(max_frame_size(codebook.dtype, codebook.layout, nbytes), nbytes)
+    if isinstance(raw, torch.Tensor):  # CUDA
+        from . import gpu
+
+        buf = torch.empty(size, dtype=torch.uint8, device=raw.device)
+        n = gpu.encode_tensor(raw, codebook, out=buf).numel() if nbytes else 0
+        if nbytes and n < nbytes:
+            return buf, n
+        buf[:nbytes] = raw
+        return buf, -nbytes
+    buf = torch.empty(size, dtype=torch.uint8)
     n = encode_into_buffer(raw, codebook, buf.numpy())
-    if n < raw.nbytes:
+    if n < nbytes:
         return buf, n
-    buf.numpy()[: raw.nbytes] = raw
-    return buf, -raw.nbytes
+    buf.numpy()[:nbytes] = raw
+    return buf, -nbytes
 
 
 def _unpack_bytes(data: torch.Tensor, size: int, out, codebook) -> None:
-    """Restores one message's bytes into the uint8 array `out`."""
+    """Restores one message's bytes into `out` (from `_bytes_of`: numpy, or a CUDA uint8 tensor)."""
+    if isinstance(out, torch.Tensor):  # CUDA
+        from . import gpu
+
+        if size < 0:
+            out.copy_(data[:-size])
+        elif out.numel():
+            gpu.decode_tensor_into(data[:size], codebook, out)
+        return
     if size < 0:
         out[:] = data[: -size].numpy()
     else:
@@ -86,7 +127,7 @@ def _unpack_bytes(data: torch.Tensor, size: int, out, codebook) -> None:
 
 def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
     """Restores one message into the tensor `out`."""
-    _unpack_bytes(buf, size, byte_view(out), book.codebook(cls))
+    _unpack_bytes(buf, size, _bytes_of(out), book.codebook(cls))
 
 
 def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torch.Tensor:
@@ -96,16 +137,18 @@ def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torc
         buf, size = packed[0]
         buf[abs(size) : width] = 0
         return buf[:width]
-    out = torch.empty(len(packed) * width, dtype=torch.uint8)
+    out = torch.empty(len(packed) * width, dtype=torch.uint8, device=packed[0][0].device)
     for i, (buf, size) in enumerate(packed):
         out[i * width : i * width + abs(size)] = buf[: abs(size)]
         out[i * width + abs(size) : (i + 1) * width] = 0
     return out
 
 
-def _check_out(t: torch.Tensor) -> None:
-    if t.device.type != "cpu" or not t.is_contiguous():
-        raise ShuffError("compressed collectives need contiguous CPU output tensors")
+def _check_out(t: torch.Tensor, like: torch.Tensor | None = None) -> None:
+    if not t.is_contiguous():
+        raise ShuffError("compressed collectives need contiguous output tensors")
+    if like is not None and t.device != like.device:
+        raise ShuffError(f"output tensor is on {t.device}, the input on {like.device}")
 
 
 class _Policy:
@@ -141,7 +184,7 @@ class _Policy:
         return st["choice"], False
 
     def record(self, key: tuple, compressed: bool, seconds: float, group) -> None:
-        t = torch.tensor([seconds], dtype=torch.float64)
+        t = torch.tensor([seconds], dtype=torch.float64, device=_control_device(group))
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
         self.state[key]["times"][compressed].append(float(t.item()))
 
@@ -149,7 +192,7 @@ class _Policy:
 _policy = _Policy()
 
 
-def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, plain_fn) -> None:
+def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, plain_fn, cuda: bool = False) -> None:
     if compress == "auto":
         key = _policy.key(group, kind, nbytes)
         use, measure = _policy.choose(key)
@@ -157,9 +200,13 @@ def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, pla
         use, measure = compress, False
     else:
         raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
+    if measure and cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     (compressed_fn if use else plain_fn)()
     if measure:
+        if cuda:
+            torch.cuda.synchronize()
         _policy.record(key, use, time.perf_counter() - start, group)
 
 
@@ -172,7 +219,8 @@ def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dis
     compress: "auto" (default: measure both paths on the first calls, keep the faster), True, or
     False (torch's own all_gather)."""
     _run("all_gather", compress, group, tensor.numel() * tensor.element_size(),
-         lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group))
+         lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group),
+         cuda=tensor.device.type == "cuda")
 
 
 def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, book: CodebookSet, cls: str) -> None:
@@ -180,16 +228,17 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
     if len(tensor_list) != ws:
         raise ShuffError(f"tensor_list has {len(tensor_list)} tensors for {ws} ranks")
     for t in tensor_list:
-        _check_out(t)
+        _check_out(t, tensor)
         if t.numel() != tensor.numel() or t.dtype != tensor.dtype:
             raise ShuffError("all_gather: every output must have the input's dtype and size")
     codebook = book.codebook(cls)
     if dtype_name(tensor) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(tensor)} but class {cls!r} codes {codebook.dtype}")
-    raw = byte_view(tensor)
-    outs = [byte_view(t) for t in tensor_list]
+    raw = _bytes_of(tensor)
+    outs = [_bytes_of(t) for t in tensor_list]
+    nbytes = tensor.numel() * tensor.element_size()
     step = max(1, PIECE_BYTES // tensor.element_size()) * tensor.element_size()
-    bounds = [(s, min(s + step, raw.nbytes)) for s in range(0, raw.nbytes, step)] or [(0, 0)]
+    bounds = [(s, min(s + step, nbytes)) for s in range(0, nbytes, step)] or [(0, 0)]
     packed = [_pack_bytes(raw[s:e], codebook) for s, e in bounds]
     sizes = _exchange([size for _, size in packed], book, group)  # [ranks, pieces]
 
@@ -204,7 +253,7 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
     pending = None
     for p in range(len(bounds)):
         width = int(sizes[:, p].abs().max())
-        recv = [torch.empty(width, dtype=torch.uint8) for _ in range(ws)]
+        recv = [torch.empty(width, dtype=torch.uint8, device=tensor.device) for _ in range(ws)]
         work = dist.all_gather(recv, _send_buffer([packed[p]], width), group=group, async_op=True)
         if pending is not None:
             finish(*pending)
@@ -221,7 +270,8 @@ def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[t
     # policy per group for all_to_all.
     _run("all_to_all", compress, group, 0,
          lambda: _all_to_all(output_tensor_list, input_tensor_list, group, book, cls),
-         lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group))
+         lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group),
+         cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda")
 
 
 def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group, book: CodebookSet, cls: str) -> None:
@@ -229,13 +279,13 @@ def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[
     if len(input_tensor_list) != ws or len(output_tensor_list) != ws:
         raise ShuffError(f"all_to_all needs {ws} input and output tensors")
     for t in output_tensor_list:
-        _check_out(t)
+        _check_out(t, input_tensor_list[0])
     packed = [_pack(t, book, cls) for t in input_tensor_list]
     # Every rank learns the whole size matrix (row = sender), so all pick the same padding.
     matrix = _exchange([s for _, s in packed], book, group)
     width = int(matrix.abs().max().item())
     send = _send_buffer(packed, width)
-    recv = torch.empty(ws * width, dtype=torch.uint8)
+    recv = torch.empty(ws * width, dtype=torch.uint8, device=send.device)
     dist.all_to_all_single(recv, send, group=group)
     me = dist.get_rank(group)
     for r in range(ws):
@@ -280,7 +330,7 @@ def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist
     """
     if op != dist.ReduceOp.SUM:
         raise ShuffError("compressed reduce_scatter supports ReduceOp.SUM")
-    _check_out(output)
+    _check_out(output, input_list[0] if input_list else None)
     ws = dist.get_world_size(group)
     parts = [torch.empty_like(output) for _ in range(ws)]
     all_to_all(parts, list(input_list), group, book=book, cls=cls, compress=compress)

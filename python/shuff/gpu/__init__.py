@@ -363,10 +363,10 @@ def _on_torch_stream(device: Any):
     return stack
 
 
-def encode_tensor(x: Any, codebook: Any, lanes: int | None = None) -> Any:
+def encode_tensor(x: Any, codebook: Any, lanes: int | None = None, out: Any = None) -> Any:
     """Encodes a CUDA tensor on its GPU, on torch's current stream, in `lanes` lanes (default:
-    `lanes_for` its size); returns the frame as a CUDA uint8 tensor (a view of a worst-case-sized
-    buffer)."""
+    `lanes_for` its size); returns the frame as a CUDA uint8 tensor: a view of `out` (a CUDA uint8
+    tensor of at least `max_frame_size` bytes) if given, else of a new worst-case-sized buffer."""
     import torch
 
     t = x.detach()
@@ -374,7 +374,11 @@ def encode_tensor(x: Any, codebook: Any, lanes: int | None = None) -> Any:
         t = t.contiguous()
     nbytes = t.numel() * t.element_size()
     lanes = lanes or lanes_for(nbytes)
-    out = torch.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, nbytes), dtype=torch.uint8, device=t.device)
+    need = _shuff.max_frame_size(codebook.dtype, codebook.layout, nbytes)
+    if out is None:
+        out = torch.empty(need, dtype=torch.uint8, device=t.device)
+    elif out.numel() < need or out.dtype != torch.uint8 or not out.is_contiguous() or out.device != t.device:
+        raise ShuffError(f"out must be a contiguous uint8 tensor of at least {need} bytes on {t.device}")
     with _on_torch_stream(t.device):
         frame = cuda_coder().encode(_cupy_bytes(t), codebook, lanes, out=_cupy_bytes(out))
     return out[: int(frame.size)]
