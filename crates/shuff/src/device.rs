@@ -63,7 +63,7 @@ mod tests {
         for (s, c) in h.counts.iter_mut().enumerate() {
             *c = 1 << (30 - (s % 31));
         }
-        let book = Codebook::from_distributions(DType::Bf16, Layout::Exponent, &[h.distribution().unwrap(); 2], 16).unwrap();
+        let book = Codebook::from_distributions(DType::Bf16, Layout::Exponent, &vec![h.distribution().unwrap(); 2], 16).unwrap();
         let t = frame_tables(&[&book, &book]);
         assert_eq!(t.len(), 2 * STREAM_TABLES_BYTES);
         let code = &book.streams()[1];
