@@ -20,7 +20,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -64,10 +63,10 @@ def train(tensors: list[torch.Tensor], layout: str) -> shuff.Codebook:
     return tr.build("bench").codebook("c")
 
 
-def timed(fn, reps: int) -> float:
-    """Median seconds of `fn()` over `reps` runs, each between device synchronisations."""
-    fn()
-    torch.cuda.synchronize()
+def samples(fn, reps: int, warm: bool = True) -> list[float]:
+    """Seconds of `fn()` in each of `reps` runs, each between device synchronisations."""
+    if warm:
+        fn()
     times = []
     for _ in range(reps):
         torch.cuda.synchronize()
@@ -75,7 +74,12 @@ def timed(fn, reps: int) -> float:
         fn()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def timed(fn, reps: int) -> float:
+    """Median seconds of `fn()` over `reps` runs (after one warm-up run)."""
+    return statistics.median(samples(fn, reps))
 
 
 def reps_for(nbytes: int) -> int:

@@ -11,11 +11,10 @@ import argparse
 import collections
 import statistics
 import sys
-import time
 
 import torch
 
-from gpu import human, parse_size, sample, train  # bench/gpu.py
+from gpu import human, parse_size, sample, samples, train  # bench/gpu.py
 
 import shuff.gpu as gpu
 
@@ -51,13 +50,7 @@ def main() -> None:
                 return
             reps = max(5, min(30, (1 << 30) // size))
             for name, call in (("encode", lambda: coder.encode(data, book, lanes)), ("decode", lambda: coder.decode_into(frame, book, out))):
-                totals = []
-                for _ in range(reps):
-                    torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    call()
-                    torch.cuda.synchronize()
-                    totals.append(time.perf_counter() - t0)
+                totals = samples(call, reps, warm=False)
                 steps = collections.defaultdict(list)
                 coder.trace = []
                 for _ in range(reps):

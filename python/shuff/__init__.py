@@ -139,16 +139,7 @@ def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cl
     if _is_cuda(msg):
         return _decode_cuda(msg, book, cls, out)
     mv = memoryview(msg).cast("B")
-    if len(mv) < _HEAD.size:
-        raise ShuffError("message is shorter than its header")
-    magic, version, kind, exact, ndim = _HEAD.unpack_from(mv)
-    if magic != _MAGIC or version != 1 or exact >= len(_EXACT):
-        raise ShuffError("not a shuff message (bad magic, version or dtype)")
-    end = _HEAD.size + 8 * ndim
-    if len(mv) < end:
-        raise ShuffError("message is shorter than its shape")
-    shape = struct.unpack_from(f"<{ndim}Q", mv, _HEAD.size)
-    name = _EXACT[exact]
+    kind, name, shape, end = _envelope(lambda a, b: bytes(mv[a:b]))
     if out is None:
         if kind == 1:
             import torch
@@ -164,23 +155,28 @@ def decode(msg: bytes | bytearray | memoryview, book: CodebookSet | Codebook, cl
     return decode_frame_into(mv[end:], book, out, cls)
 
 
+def _envelope(read) -> tuple[int, str, tuple[int, ...], int]:
+    """Parses a message's envelope through `read(start, end) -> bytes` (fewer at the message's end):
+    (kind, exact dtype name, shape, where the frame starts)."""
+    head = read(0, _HEAD.size)
+    if len(head) < _HEAD.size:
+        raise ShuffError("message is shorter than its header")
+    magic, version, kind, exact, ndim = _HEAD.unpack(head)
+    if magic != _MAGIC or version != 1 or exact >= len(_EXACT):
+        raise ShuffError("not a shuff message (bad magic, version or dtype)")
+    end = _HEAD.size + 8 * ndim
+    dims = read(_HEAD.size, end)
+    if len(dims) < 8 * ndim:
+        raise ShuffError("message is shorter than its shape")
+    return kind, _EXACT[exact], struct.unpack(f"<{ndim}Q", dims), end
+
+
 def _decode_cuda(msg: Any, book: CodebookSet | Codebook, cls: str | None, out: Any) -> Any:
     """`decode` of a message held in a CUDA uint8 tensor: the envelope (a few bytes) is read on the
     host, the frame decoded on the GPU into a CUDA tensor (or `out`)."""
     import torch
 
-    head = bytes(msg[: _HEAD.size].cpu().numpy())
-    if len(head) < _HEAD.size:
-        raise ShuffError("message is shorter than its header")
-    magic, version, _kind, exact, ndim = _HEAD.unpack(head)
-    if magic != _MAGIC or version != 1 or exact >= len(_EXACT):
-        raise ShuffError("not a shuff message (bad magic, version or dtype)")
-    end = _HEAD.size + 8 * ndim
-    dims = bytes(msg[_HEAD.size:end].cpu().numpy())
-    if len(dims) < 8 * ndim:
-        raise ShuffError("message is shorter than its shape")
-    shape = struct.unpack(f"<{ndim}Q", dims)
-    name = _EXACT[exact]
+    _kind, name, shape, end = _envelope(lambda a, b: bytes(msg[a:b].cpu().numpy()))
     if out is None:
         out = torch.empty(shape, dtype=getattr(torch, name), device=msg.device)
     elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
