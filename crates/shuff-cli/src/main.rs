@@ -19,7 +19,8 @@ use serde::Serialize;
 use shuff::{CodebookSet, Layout, Rule, Trainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tensors::{ClassMap, TensorFile};
+use shuff::ClassSelector;
+use tensors::{selector_from_args, TensorFile};
 
 #[derive(Parser)]
 #[command(name = "shuff", version, about = "Single-stage Huffman compression of ML tensors with fixed, pre-trained codebooks")]
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { layout, max_len, classes, matches, rule, name, output, binary, c_header, inputs } => {
             let rule = parse_rule(&rule)?;
-            let map = ClassMap::from_args(&classes, &matches)?;
+            let map = selector_from_args(&classes, &matches)?;
             let max_len = max_len.unwrap_or(layout.default_max_len());
             let set = train(&map, layout, max_len, rule, &name, &inputs)?;
             write_atomic(&output, set.to_json().as_bytes())?;
@@ -552,7 +553,7 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     pb
 }
 
-fn train(map: &ClassMap, layout: Layout, max_len: u32, rule: Rule, name: &str, inputs: &[PathBuf]) -> Result<CodebookSet> {
+fn train(map: &ClassSelector, layout: Layout, max_len: u32, rule: Rule, name: &str, inputs: &[PathBuf]) -> Result<CodebookSet> {
     let mut trainer = Trainer::new(max_len).with_rule(rule);
     let pb = progress(inputs.len(), "train");
     for (batch, path) in inputs.iter().enumerate() {
@@ -574,9 +575,11 @@ fn train(map: &ClassMap, layout: Layout, max_len: u32, rule: Rule, name: &str, i
     }
     pb.finish_and_clear();
     let mut set = CodebookSet::new(name);
-    for (class, re) in &map.rules {
+    for (order, (class, re)) in map.rules().iter().enumerate() {
         let (book, mut prov) = trainer.build_class(class).with_context(|| format!("class `{class}` matched no tensor"))?;
         prov.selector = re.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default();
+        // Later commands try the classes in this order, as train did (shuff::classes).
+        prov.order = order as u32;
         set.insert(class.clone(), book, prov);
     }
     Ok(set)
@@ -617,21 +620,13 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
         .classes()
         .map(|(n, c)| (n, if shift_family { shuff::select::exponent_family(&c.codebook, &[-1, 0, 1]) } else { Vec::new() }))
         .collect();
-    let selectors: Vec<(String, Option<Regex>)> = match forced {
+    let map = match forced {
         Some(c) => {
             set.get(c).with_context(|| format!("class `{c}` is not in the codebook set"))?;
-            vec![(c.to_string(), None)]
+            ClassSelector::new(&[(c, "")])?
         }
-        None => set
-            .classes()
-            .map(|(n, c)| {
-                let sel = &c.provenance.selector;
-                let re = if sel.is_empty() { None } else { Some(Regex::new(sel).with_context(|| format!("class `{n}` has a bad selector")) ?) };
-                Ok((n.to_string(), re))
-            })
-            .collect::<Result<_>>()?,
+        None => ClassSelector::from_set(set)?,
     };
-    let map = ClassMap { rules: selectors };
     let mut rows = Vec::new();
     let pb = progress(inputs.len(), "eval");
     for path in inputs {

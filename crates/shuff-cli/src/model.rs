@@ -119,15 +119,10 @@ pub fn compress(file: &[u8], book: Option<&CodebookSet>, name: &str, progress: b
     let (set, class_of) = match book {
         Some(set) => {
             let mut class_of = BTreeMap::new();
-            let selectors: Vec<(&str, Option<Regex>)> = set
-                .classes()
-                .map(|(c, cb)| Ok((c, (!cb.provenance.selector.is_empty()).then(|| Regex::new(&cb.provenance.selector)).transpose()?)))
-                .collect::<Result<_>>()?;
+            let selector = shuff::ClassSelector::from_set(set)?;
             for p in &pieces {
-                let hit = selectors.iter().find(|(c, re)| {
-                    p.dtype == Some(set.codebook(c).expect("listed").dtype()) && re.as_ref().is_none_or(|re| re.is_match(&p.name))
-                });
-                if let Some((c, _)) = hit {
+                let codes_it = |c: &str| p.dtype == Some(set.codebook(c).expect("listed").dtype());
+                if let Some(c) = selector.class_where(&p.name, codes_it) {
                     class_of.insert(p.name.clone(), c.to_string());
                 }
             }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 use safetensors::{Dtype as StDtype, SafeTensors};
-use shuff::DType;
+use shuff::{ClassSelector, DType};
 use std::path::Path;
 
 /// A whole safetensors file in memory.
@@ -65,35 +65,20 @@ impl TensorFile {
     }
 }
 
-/// How tensors are assigned to classes: an ordered list of (class, regex); the first match wins.
-pub struct ClassMap {
-    pub rules: Vec<(String, Option<Regex>)>,
-}
-
-impl ClassMap {
-    /// Pairs `--class` names with `--match` regexes by position. One class with no regex takes
-    /// every tensor.
-    pub fn from_args(classes: &[String], matches: &[String]) -> Result<Self> {
-        if classes.is_empty() {
-            bail!("give at least one --class NAME");
-        }
-        if matches.len() > classes.len() || (classes.len() > 1 && matches.len() != classes.len()) {
-            bail!(
-                "give one --match REGEX per --class NAME ({} classes, {} matches); a single class may omit --match",
-                classes.len(),
-                matches.len()
-            );
-        }
-        let mut rules = Vec::new();
-        for (i, c) in classes.iter().enumerate() {
-            let re = matches.get(i).map(|m| Regex::new(m).with_context(|| format!("bad --match regex `{m}`"))).transpose()?;
-            rules.push((c.clone(), re));
-        }
-        Ok(ClassMap { rules })
+/// The class selector of `train`'s `--class NAME --match REGEX` pairs, in the order given (the
+/// policy itself is the library's: `shuff::ClassSelector`). One class with no regex takes every
+/// tensor.
+pub fn selector_from_args(classes: &[String], matches: &[String]) -> Result<ClassSelector> {
+    if classes.is_empty() {
+        bail!("give at least one --class NAME");
     }
-
-    /// The class of tensor `name`.
-    pub fn class_of(&self, name: &str) -> Option<&str> {
-        self.rules.iter().find(|(_, re)| re.as_ref().is_none_or(|re| re.is_match(name))).map(|(c, _)| c.as_str())
+    if matches.len() > classes.len() || (classes.len() > 1 && matches.len() != classes.len()) {
+        bail!(
+            "give one --match REGEX per --class NAME ({} classes, {} matches); a single class may omit --match",
+            classes.len(),
+            matches.len()
+        );
     }
+    let rules: Vec<(&str, &str)> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), matches.get(i).map_or("", String::as_str))).collect();
+    Ok(ClassSelector::new(&rules)?)
 }

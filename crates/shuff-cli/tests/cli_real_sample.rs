@@ -298,3 +298,39 @@ fn analyze_orders_steps_by_name_or_metadata() {
         assert_eq!(report["held_out"], sample(4));
     }
 }
+
+/// The class-order bug: `train` tries classes in the order given; `eval` and `compress` must do
+/// the same with the set's classes, even when a catch-all class sorts first by name.
+#[test]
+fn overlapping_selectors_assign_tensors_alike_in_train_eval_and_compress() {
+    let book = tmp("order.json");
+    let book_s = book.display().to_string();
+    let (s0, s1) = (sample(0), sample(1));
+    let (ok, _, err) = shuff(&["train", "--layout", "bytes", "-o", &book_s, "--class", "z_ffn1", "--match", r"ffn1_act\.x", "--class", "a_all", "--match", ".", &s0, &s1]);
+    assert!(ok, "train failed: {err}");
+    let report = eval_json(&book);
+    let tensors = report["tensors"].as_array().unwrap();
+    assert!(tensors.len() > 10);
+    for t in tensors {
+        let (name, class) = (t["name"].as_str().unwrap(), t["class"].as_str().unwrap());
+        let want = if name.contains("ffn1_act.x") { "z_ffn1" } else { "a_all" };
+        assert_eq!(class, want, "{name}");
+    }
+    // compress --book assigns the same way: the ffn1 activations' frames name z_ffn1's codebook.
+    let set = shuff::CodebookSet::from_json(&std::fs::read_to_string(&book).unwrap()).unwrap();
+    let sel = shuff::ClassSelector::from_set(&set).unwrap();
+    assert_eq!(sel.class_of("layer1.ffn1_act.x.shard0"), Some("z_ffn1"));
+    let out = tmp("order.shuff");
+    let (ok, _, err) = shuff(&["compress", "--book", &book_s, "-o", &out.display().to_string(), &sample(4)]);
+    assert!(ok, "compress failed: {err}");
+    let (ok, listing, err) = shuff(&["inspect", "--json", &out.display().to_string()]);
+    assert!(ok, "inspect failed: {err}");
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let rows = listing.as_array().unwrap();
+    assert!(rows.len() > 10);
+    for t in rows {
+        let (name, class) = (t["tensor"].as_str().unwrap(), t["class"].as_str().unwrap());
+        let want = if name.contains("ffn1_act.x") { "z_ffn1" } else { "a_all" };
+        assert_eq!(class, want, "compress: {name}");
+    }
+}

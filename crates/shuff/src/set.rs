@@ -45,6 +45,10 @@ pub struct Provenance {
     /// all), so that later commands can assign tensors to classes the same way.
     #[serde(default)]
     pub selector: String,
+    /// The class's place in the order classes are tried when assigning a tensor (the order they
+    /// were given in training; see `crate::classes`). Ties, and sets without it, go by name.
+    #[serde(default)]
+    pub order: u32,
 }
 
 /// One class of a set.
@@ -117,6 +121,13 @@ impl CodebookSet {
             None => 1,
         };
         self.classes.insert(class, ClassBook { codebook: Arc::new(codebook), version, provenance });
+    }
+
+    /// The classes in the order a tensor is offered to them (`Provenance::order`, then name).
+    pub fn selection_order(&self) -> Vec<(&str, &ClassBook)> {
+        let mut v: Vec<(&str, &ClassBook)> = self.classes.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        v.sort_by_key(|(n, c)| (c.provenance.order, *n));
+        v
     }
 
     /// The class named `class`.

@@ -182,6 +182,7 @@ impl Trainer {
             expected_code_len_bits: dists.iter().zip(book.streams()).map(|(d, s)| d.expected_length(s.lengths())).collect(),
             created_by: concat!("shuff ", env!("CARGO_PKG_VERSION")).into(),
             selector: String::new(),
+            order: 0,
         };
         Ok((book, provenance))
     }
