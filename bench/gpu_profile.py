@@ -22,7 +22,8 @@ import shuff.gpu as gpu
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1MiB,256MiB,1GiB")
-    ap.add_argument("--variants", default="", help="comma-separated preprocessor definitions, one kernel build each")
+    ap.add_argument("--variants", default="", help="comma-separated kernel builds, each a '+'-joined list of NAME=VALUE "
+                    "definitions (empty: the default build)")
     ap.add_argument("--lanes", default=f"{gpu.DEFAULT_LANES}")
     ap.add_argument("--ncu", action="store_true")
     args = ap.parse_args()
@@ -37,7 +38,7 @@ def main() -> None:
         sizes, variants, lane_counts = sizes[-1:], variants[:1], lane_counts[:1]
     print(f"{'variant':<14}{'lanes':>6}{'size':>8}  {'call':<7}{'median µs':>10}{'GB/s':>8}   steps (median µs)")
     for variant, lanes in ((v, n) for v in variants for n in lane_counts):
-        coder = gpu.Coder(gpu._CudaBackend((variant,) if variant else ()))
+        coder = gpu.Coder(gpu._CudaBackend(tuple(variant.split("+")) if variant else ()))
         for size in sizes:
             x = test.repeat(-(-(size // 2) // test.numel()))[: size // 2].cuda()
             data = cupy.asarray(x.view(torch.uint8))

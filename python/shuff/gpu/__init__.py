@@ -150,9 +150,16 @@ class _EmulationBackend:
         pass
 
 
-def build_emulation(directory: str | os.PathLike | None = None, defines: tuple[str, ...] = ()) -> str:
+def _env_defines() -> tuple[str, ...]:
+    """Kernel variants to build by default, from $SHUFF_GPU_DEFINES (comma-separated NAME=VALUE),
+    so that tests and benchmarks can run a variant unchanged."""
+    return tuple(d for d in os.environ.get("SHUFF_GPU_DEFINES", "").split(",") if d)
+
+
+def build_emulation(directory: str | os.PathLike | None = None, defines: tuple[str, ...] | None = None) -> str:
     """Compiles host_emulation.cpp (the kernels' per-thread code for the CPU) with the system C++
-    compiler; returns the shared library's path."""
+    compiler; returns the shared library's path. `defines` default to $SHUFF_GPU_DEFINES."""
+    defines = _env_defines() if defines is None else defines
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:
         raise ShuffError("no C++ compiler found (set CXX) to build the kernels' CPU emulation")
@@ -311,10 +318,14 @@ class Coder:
         return out
 
 
-@functools.cache
-def cuda_coder(defines: tuple[str, ...] = ()) -> Coder:
+def cuda_coder(defines: tuple[str, ...] | None = None) -> Coder:
     """The GPU coder (kernels compiled by NVRTC on first use; needs CuPy and a CUDA device).
-    `defines` are preprocessor definitions for the kernels (for benchmarks of variants)."""
+    `defines` are preprocessor definitions for the kernels (default: $SHUFF_GPU_DEFINES)."""
+    return _cuda_coder(_env_defines() if defines is None else defines)
+
+
+@functools.cache
+def _cuda_coder(defines: tuple[str, ...]) -> Coder:
     return Coder(_CudaBackend(defines))
 
 
