@@ -2,7 +2,7 @@
 //! selector byte) as the starting corpus of `frame_decode`, so the fuzzer begins deep inside the
 //! decoder instead of at the magic bytes. `cargo run --release --example seeds -- corpus/frame_decode`
 use shuff::{encode, encode_three_stage, DType, EncodeOptions, Layout};
-use shuff_fuzz::{books, sample};
+use shuff_fuzz::{books, family, sample};
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: seeds DIR");
@@ -12,12 +12,12 @@ fn main() {
         let tensor = &s[..len];
         for (checksum, lanes) in [(false, 4), (true, 4), (false, 32), (true, 7), (false, 255)] {
             let opts = EncodeOptions { checksum, parallel: false, lanes };
-            for which in 0..3u8 {
+            for which in 0..4u8 {
                 let frame = match which {
-                    2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts),
-                    b => encode(&books()[usize::from(b)], tensor, opts),
-                }
-                .unwrap();
+                    2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts).unwrap(),
+                    3 => family().encode(tensor, opts, Some([0, 2, 0, 0])).unwrap(),
+                    b => encode(&books()[usize::from(b)], tensor, opts).unwrap(),
+                };
                 let mut seed = vec![which];
                 seed.extend_from_slice(&frame);
                 std::fs::write(format!("{dir}/seed-{i}-{which}-{}-{lanes}", u8::from(checksum)), seed).unwrap();

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shuff::{decode_into, decode_three_stage_into, FrameInfo};
-use shuff_fuzz::books;
+use shuff_fuzz::{books, family};
 
 /// Frames announcing more than this are only parsed (a real decoder would refuse them too).
 const MAX_OUT: usize = 1 << 22;
@@ -17,8 +17,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut out = vec![0u8; len];
-    let _ = match which % 3 {
+    let _ = match which % 4 {
         2 => decode_three_stage_into(frame, &mut out),
+        3 => family().decode_into(frame, &mut out),
         b => decode_into(&books()[b as usize], frame, &mut out),
     };
 });

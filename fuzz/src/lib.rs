@@ -33,3 +33,9 @@ pub fn books() -> &'static [Codebook; 2] {
         })
     })
 }
+
+/// The exponent codebook's shift family (members: itself, −1, +1 exponent steps).
+pub fn family() -> &'static shuff::Family {
+    static FAMILY: OnceLock<shuff::Family> = OnceLock::new();
+    FAMILY.get_or_init(|| shuff::Family::exponent_shift(std::sync::Arc::new(books()[1].clone()), &[-1, 1]))
+}

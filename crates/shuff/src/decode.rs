@@ -3,8 +3,9 @@
 //! count in the header, and inconsistencies are typed errors.
 
 use crate::codebook::{partial_stream_code, Codebook, StreamCode, DECODE_TABLE_BITS, QUAD_TABLE_BITS};
-use crate::encode::{lane_span, SCRATCH};
-use crate::frame::{read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_STREAMS};
+use crate::codebook::Fingerprint;
+use crate::encode::{lane_span, stream_refs, SCRATCH};
+use crate::frame::{read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
 use crate::layout;
 use crate::{DType, Layout};
 
@@ -441,9 +442,31 @@ pub fn decode_into(book: &Codebook, frame: &[u8], out: &mut [u8]) -> Result<(), 
         )));
     }
     check_output(&info, out)?;
-    // The member of each stream (all 0 here, checked above), without allocating.
-    let streams = book.streams();
-    let codes: [&StreamCode; MAX_STREAMS] = std::array::from_fn(|s| &streams[s.min(streams.len() - 1)]);
+    let codes = stream_refs(book.streams(), |_| 0, &[]);
+    decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
+    verify_checksum(&info, out)
+}
+
+/// Decodes a frame of a codebook family (`books`, in member order, all of one dtype and layout,
+/// whose family fingerprint is `family_fingerprint`): stream `s` with the member the frame names.
+pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Fingerprint, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+    let info = FrameInfo::parse(frame)?;
+    let expected = info.fingerprint.ok_or(DecodeError::WrongKind("this frame carries its own code (three-stage): use decode_three_stage_into"))?;
+    let first = books[0];
+    if expected != family_fingerprint.0 as u32 || (info.dtype, info.layout) != (first.dtype(), first.layout()) {
+        return Err(DecodeError::CodebookMismatch {
+            expected,
+            found: family_fingerprint,
+            found_dtype: first.dtype(),
+            found_layout: first.layout(),
+        });
+    }
+    let k = info.layout.stream_count(info.dtype);
+    if let Some(s) = (0..k).find(|&s| usize::from(info.members[s]) >= books.len()) {
+        return Err(DecodeError::Corrupt(format!("stream {s} names member {} of a family of {}", info.members[s], books.len())));
+    }
+    check_output(&info, out)?;
+    let codes = stream_refs(first.streams(), |s| usize::from(info.members[s]), books);
     decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
     verify_checksum(&info, out)
 }

@@ -179,7 +179,7 @@ fn encode_lanes_generic(code: &StreamCode, syms: &[u8], dst: &mut [u8], scratch:
 
 /// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
 /// bytes written.
-fn encode_chunk(codes: &[StreamCode], dtype: DType, layout: Layout, lanes: usize, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
+fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usize, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
     let k = codes.len();
     let symbols: &[u8] = if k == 1 {
         chunk
@@ -266,7 +266,7 @@ const PARALLEL_MIN_CHUNKS: usize = 8;
 
 /// Encodes the chunks of `data` into `out` after `pos`, writing a chunk table first when there is
 /// more than one chunk. Returns the end position.
-fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
+fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8], out: &mut [u8], mut pos: usize, opts: EncodeOptions) -> usize {
     let lanes = opts.lanes;
     let count = data.len().div_ceil(CHUNK_BYTES);
     if count <= 1 {
@@ -335,7 +335,15 @@ fn encode_chunks(codes: &[StreamCode], dtype: DType, layout: Layout, data: &[u8]
 
 /// Writes the frame header for `data` at the start of `out` (fingerprint `None` marks a
 /// three-stage frame); returns its length.
-fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u32>, opts: EncodeOptions, out: &mut [u8]) -> usize {
+fn write_header(
+    dtype: DType,
+    layout: Layout,
+    data: &[u8],
+    fingerprint: Option<u32>,
+    members: [u8; MAX_STREAMS],
+    opts: EncodeOptions,
+    out: &mut [u8],
+) -> usize {
     FrameInfo {
         dtype,
         layout,
@@ -343,8 +351,7 @@ fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u
         fingerprint,
         checksum: opts.checksum.then(|| crc32fast::hash(data)),
         lanes: opts.lanes,
-        // A single codebook is member 0 of its own family.
-        members: [0; MAX_STREAMS],
+        members,
         version: VERSION,
         header_len: 0,
     }
@@ -356,8 +363,43 @@ fn write_header(dtype: DType, layout: Layout, data: &[u8], fingerprint: Option<u
 pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
     let (dtype, layout) = (book.dtype(), book.layout());
     check_out(dtype, layout, data, out, opts)?;
-    let header_len = write_header(dtype, layout, data, Some(book.fingerprint().0 as u32), opts, out);
-    Ok(encode_chunks(book.streams(), dtype, layout, data, out, header_len, opts))
+    // A single codebook is member 0 of its own family.
+    let header_len = write_header(dtype, layout, data, Some(book.fingerprint().0 as u32), [0; MAX_STREAMS], opts, out);
+    let codes = stream_refs(book.streams(), |_| 0, &[]);
+    Ok(encode_chunks(&codes[..book.streams().len()], dtype, layout, data, out, header_len, opts))
+}
+
+/// Each stream's code, gathered without allocating: stream `s` of `books[member(s)]`, or of
+/// `single` when `books` is empty. The first `single.len()` entries are the streams; the rest
+/// repeat the last (unused).
+pub(crate) fn stream_refs<'a>(single: &'a [StreamCode], member: impl Fn(usize) -> usize, books: &[&'a Codebook]) -> [&'a StreamCode; MAX_STREAMS] {
+    std::array::from_fn(|s| {
+        let s = s.min(single.len() - 1);
+        if books.is_empty() {
+            &single[s]
+        } else {
+            &books[member(s)].streams()[s]
+        }
+    })
+}
+
+/// Encodes `data` with a codebook family: stream `s` is coded by member `members[s]`, and the frame
+/// names the members and the family's fingerprint (see [`crate::family`]). The caller checks that
+/// every member index is below the family's size and that all members share a dtype and layout.
+pub(crate) fn encode_members_into(
+    books: &[&Codebook],
+    members: [u8; MAX_STREAMS],
+    family_fingerprint: u32,
+    data: &[u8],
+    out: &mut [u8],
+    opts: EncodeOptions,
+) -> Result<usize, EncodeError> {
+    let first = books[0];
+    let (dtype, layout) = (first.dtype(), first.layout());
+    check_out(dtype, layout, data, out, opts)?;
+    let header_len = write_header(dtype, layout, data, Some(family_fingerprint), members, opts, out);
+    let codes = stream_refs(first.streams(), |s| usize::from(members[s]), books);
+    Ok(encode_chunks(&codes[..first.streams().len()], dtype, layout, data, out, header_len, opts))
 }
 
 /// Encodes `data` with `book` into a new buffer.
@@ -380,7 +422,7 @@ pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: Encod
     }
     let hists = stream_histograms(dtype, layout, data)?;
     let mut out = vec![0u8; max_frame_len(dtype, layout, data.len())];
-    let mut pos = write_header(dtype, layout, data, None, opts, &mut out);
+    let mut pos = write_header(dtype, layout, data, None, [0; MAX_STREAMS], opts, &mut out);
     let mut codes = Vec::new();
     for h in &hists {
         let lengths = huffman::limited_lengths(&h.counts, THREE_STAGE_MAX_LEN).expect("256 symbols fit 15 bits");
@@ -391,6 +433,7 @@ pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: Encod
         }
         codes.push(partial_stream_code(lengths).expect("package-merge gives a valid code"));
     }
+    let codes: Vec<&StreamCode> = codes.iter().collect();
     let n = encode_chunks(&codes, dtype, layout, data, &mut out, pos, opts);
     out.truncate(n);
     Ok(out)

@@ -43,6 +43,8 @@ pub use train::{Rule, Trainer};
 pub mod decode;
 pub mod device;
 pub mod encode;
+pub mod family;
+pub use family::{Family, FamilyEncodeError, FamilyError};
 pub mod frame;
 pub use decode::{decode, decode_into, decode_three_stage_into};
 pub use encode::{encode, encode_into, encode_three_stage, EncodeError, EncodeOptions};

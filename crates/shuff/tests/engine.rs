@@ -258,3 +258,25 @@ fn long_codes_round_trip_through_the_slow_paths() {
         assert_eq!(decode(&book, &frame).unwrap(), data);
     }
 }
+
+/// Real gradients of a later step, coded by the class code and by its exponent-shift family (the
+/// encoder choosing each stream's member from a 1/17 sample): the family's frame is never
+/// meaningfully larger, and it decodes with the family.
+#[test]
+fn shift_family_codes_real_gradients_no_larger_than_the_class_code() {
+    use shuff::Family;
+    use std::sync::Arc;
+    for pattern in ["weight_grad", "ffn1_act_grad", "ffn2_act_grad", "ffn1_act.x"] {
+        let train_data: Vec<u8> = (0..4).flat_map(|s| sample_tensors(s, pattern).concat()).collect();
+        let test: Vec<u8> = sample_tensors(4, pattern).concat();
+        let book = Arc::new(train(DType::Bf16, Layout::Exponent, &train_data));
+        let family = Family::exponent_shift(Arc::clone(&book), &[-1, 1]);
+        let single = encode(&book, &test, opts(false)).unwrap();
+        let frame = family.encode(&test, opts(false), None).unwrap();
+        assert!(frame.len() <= single.len() + single.len() / 1000, "{pattern}: family {} vs class code {}", frame.len(), single.len());
+        let mut out = vec![0u8; test.len()];
+        family.decode_into(&frame, &mut out).unwrap();
+        assert_eq!(out, test, "{pattern}");
+        eprintln!("{pattern}: {} bytes → class code {} / shift family {}", test.len(), single.len(), frame.len());
+    }
+}

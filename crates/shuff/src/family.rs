@@ -1,0 +1,274 @@
+//! Codebook families: the codebooks one class may use, chosen per stream and per message.
+//!
+//! A [`Family`] holds up to [`MAX_MEMBERS`] codebooks of one dtype and layout — the class codebook
+//! first, then variants such as the same code moved by whole exponent steps
+//! ([`Family::exponent_shift`]), for tensors whose scale drifts from step to step (gradients). A
+//! frame names, per stream, which member coded it (4 bits each, `docs/FORMAT.md`), and carries the
+//! family's fingerprint instead of a codebook's: a decoder given another family, or a single
+//! codebook, fails with a typed error. The encoder picks each stream's member from a strided
+//! sample of the message ([`Family::choose`]) unless the caller names them.
+//!
+//! A family of one codebook is that codebook: same fingerprint, member 0, the same frames as
+//! [`crate::encode`] writes.
+
+use crate::codebook::{Codebook, Fingerprint, Fnv1a};
+use crate::decode::decode_members_into;
+use crate::encode::{encode_members_into, EncodeError, EncodeOptions};
+use crate::frame::{max_frame_len, DecodeError, MAX_MEMBERS, MAX_STREAMS};
+use crate::layout::{self, MisalignedTensor};
+use crate::stats::Histogram;
+use crate::{DType, Layout};
+use std::sync::Arc;
+
+/// What is wrong with a family's members.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FamilyError {
+    /// No members, or more than a frame can name.
+    #[error("a codebook family has 1 to {MAX_MEMBERS} members, not {0}")]
+    Size(usize),
+    /// Members of different dtypes or layouts.
+    #[error("member {index} codes {found_dtype}/{found_layout}, member 0 {dtype}/{layout}")]
+    Mixed {
+        /// The odd member.
+        index: usize,
+        /// Member 0's dtype.
+        dtype: DType,
+        /// Member 0's layout.
+        layout: Layout,
+        /// The odd member's dtype.
+        found_dtype: DType,
+        /// The odd member's layout.
+        found_layout: Layout,
+    },
+    /// A member index the family does not have.
+    #[error("stream {stream} names member {member} of a family of {size}")]
+    NoSuchMember {
+        /// The stream.
+        stream: usize,
+        /// The member asked for.
+        member: u8,
+        /// The family's size.
+        size: usize,
+    },
+}
+
+/// Codebooks of one dtype and layout that a class may use; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Family {
+    members: Vec<Arc<Codebook>>,
+    fingerprint: Fingerprint,
+}
+
+impl Family {
+    /// A family of `members` (member 0 first), 1 to [`MAX_MEMBERS`] of one dtype and layout.
+    pub fn new(members: Vec<Arc<Codebook>>) -> Result<Family, FamilyError> {
+        if members.is_empty() || members.len() > MAX_MEMBERS {
+            return Err(FamilyError::Size(members.len()));
+        }
+        let (dtype, layout) = (members[0].dtype(), members[0].layout());
+        if let Some(index) = members.iter().position(|m| (m.dtype(), m.layout()) != (dtype, layout)) {
+            let m = &members[index];
+            return Err(FamilyError::Mixed { index, dtype, layout, found_dtype: m.dtype(), found_layout: m.layout() });
+        }
+        let fingerprint = if members.len() == 1 {
+            members[0].fingerprint()
+        } else {
+            let mut h = Fnv1a::new(b"shuff-family-v1");
+            for m in &members {
+                h.write(&m.fingerprint().0.to_le_bytes());
+            }
+            h.finish()
+        };
+        Ok(Family { members, fingerprint })
+    }
+
+    /// `book` and its exponent-shifted variants, by `steps` exponent steps each (e.g. `[-1, 1]`;
+    /// 0 is member 0, the book itself). Layouts without an exponent stream give a family of one.
+    pub fn exponent_shift(book: Arc<Codebook>, steps: &[i32]) -> Family {
+        let mut members = vec![Arc::clone(&book)];
+        members.extend(steps.iter().filter(|&&s| s != 0).filter_map(|&s| book.exponent_shifted(s)).map(Arc::new));
+        members.truncate(MAX_MEMBERS);
+        Family::new(members).expect("shifted codes share the book's dtype and layout")
+    }
+
+    /// The members, member 0 first.
+    pub fn members(&self) -> &[Arc<Codebook>] {
+        &self.members
+    }
+
+    /// The fingerprint frames carry (a family of one: its codebook's).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.members[0].dtype()
+    }
+
+    /// Layout.
+    pub fn layout(&self) -> Layout {
+        self.members[0].layout()
+    }
+
+    /// For each stream, the member that codes a strided sample of `data` (every `stride`-th
+    /// element; 1 = exactly) in the fewest bits; ties go to the lower index. Use a stride coprime
+    /// to the row width (a prime such as 17: see [`crate::select`]).
+    pub fn choose(&self, data: &[u8], stride: usize) -> Result<[u8; MAX_STREAMS], MisalignedTensor> {
+        let (dtype, layout) = (self.dtype(), self.layout());
+        let size = dtype.size();
+        layout::element_count(dtype, data.len())?;
+        // Only the sampled elements are gathered and split into streams (1/stride of the message).
+        let sample: Vec<u8> = data.chunks_exact(size).step_by(stride.max(1)).flatten().copied().collect();
+        let mut symbols = vec![0u8; sample.len()];
+        layout::to_symbols(dtype, layout, &sample, &mut symbols)?;
+        let k = layout.stream_count(dtype);
+        let per = symbols.len() / k;
+        let mut members = [0u8; MAX_STREAMS];
+        if self.members.len() == 1 || per == 0 {
+            return Ok(members);
+        }
+        for (s, member) in members.iter_mut().enumerate().take(k) {
+            let mut h = Histogram::new();
+            for &b in &symbols[s * per..(s + 1) * per] {
+                h.counts[usize::from(b)] += 1;
+            }
+            let bits = |m: &Arc<Codebook>| m.streams()[s].coded_bits(&h);
+            let best = (0..self.members.len()).min_by_key(|&i| (bits(&self.members[i]), i)).expect("a family has members");
+            *member = best as u8;
+        }
+        Ok(members)
+    }
+
+    /// The members as plain references, without allocating (entries past the family's size repeat
+    /// member 0 and are never named: `check_members`).
+    fn books(&self) -> [&Codebook; MAX_MEMBERS] {
+        std::array::from_fn(|i| &*self.members[if i < self.members.len() { i } else { 0 }])
+    }
+
+    fn check_members(&self, members: [u8; MAX_STREAMS]) -> Result<(), FamilyError> {
+        let k = self.layout().stream_count(self.dtype());
+        match (0..k).find(|&s| usize::from(members[s]) >= self.members.len()) {
+            Some(stream) => Err(FamilyError::NoSuchMember { stream, member: members[stream], size: self.members.len() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes `data` into `out` (at least [`max_frame_len`] bytes) with each stream coded by
+    /// `members[s]`, or, with `None`, by the member [`Family::choose`] picks from a 1/17 sample.
+    /// Returns the frame's length.
+    pub fn encode_into(&self, data: &[u8], out: &mut [u8], opts: EncodeOptions, members: Option<[u8; MAX_STREAMS]>) -> Result<usize, FamilyEncodeError> {
+        let members = match members {
+            Some(m) => m,
+            None => self.choose(data, 17)?,
+        };
+        self.check_members(members)?;
+        Ok(encode_members_into(&self.books()[..self.members.len()], members, self.fingerprint.0 as u32, data, out, opts)?)
+    }
+
+    /// [`Family::encode_into`] into a new buffer.
+    pub fn encode(&self, data: &[u8], opts: EncodeOptions, members: Option<[u8; MAX_STREAMS]>) -> Result<Vec<u8>, FamilyEncodeError> {
+        let mut out = vec![0u8; max_frame_len(self.dtype(), self.layout(), data.len())];
+        let n = self.encode_into(data, &mut out, opts, members)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Decodes a frame of this family into `out` (exactly the decoded size).
+    pub fn decode_into(&self, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+        decode_members_into(&self.books()[..self.members.len()], self.fingerprint, frame, out)
+    }
+}
+
+/// Why a family could not encode a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FamilyEncodeError {
+    /// The message or output buffer.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A member the family does not have.
+    #[error(transparent)]
+    Family(#[from] FamilyError),
+}
+
+impl From<MisalignedTensor> for FamilyEncodeError {
+    fn from(e: MisalignedTensor) -> Self {
+        FamilyEncodeError::Encode(EncodeError::Misaligned(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::stream_histograms;
+
+    /// Real-looking bf16 values with a spread of exponents (a deterministic generator).
+    fn values(n: usize, scale: f32) -> Vec<u8> {
+        let mut x = 0x1234_5678u32;
+        (0..n)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let u = (x >> 8) as f32 / (1 << 24) as f32;
+                let v = (u - 0.5) * scale * (1.0 + 7.0 * u * u);
+                ((v.to_bits() >> 16) as u16).to_le_bytes()
+            })
+            .collect()
+    }
+
+    fn book(data: &[u8]) -> Arc<Codebook> {
+        let hists = stream_histograms(DType::Bf16, Layout::Exponent, data).unwrap();
+        let dists: Vec<_> = hists.iter().map(|h| h.distribution().unwrap()).collect();
+        Arc::new(Codebook::from_distributions(DType::Bf16, Layout::Exponent, &dists, 16).unwrap())
+    }
+
+    /// A message at twice the scale the class was trained on: the member shifted by one exponent
+    /// step codes it as small as the class code codes the original, the class code alone does not;
+    /// the frame names the member and decodes with the family only.
+    #[test]
+    fn a_shifted_member_follows_a_scale_change() {
+        let train = values(100_000, 1.0);
+        let family = Family::exponent_shift(book(&train), &[-1, 1]);
+        assert_eq!(family.members().len(), 3);
+        let doubled = values(100_000, 2.0);
+        let opts = EncodeOptions { parallel: false, ..Default::default() };
+        let chosen = family.choose(&doubled, 17).unwrap();
+        assert_eq!(chosen[0], 0, "the mantissa stream keeps the class code");
+        assert_eq!(chosen[1], 2, "the exponent stream takes the +1 member");
+        let frame = family.encode(&doubled, opts, None).unwrap();
+        let single = crate::encode(&family.members()[0], &doubled, opts).unwrap();
+        let reference = crate::encode(&family.members()[0], &train, opts).unwrap();
+        assert!(frame.len() + 1000 < single.len(), "family {} vs class code {}", frame.len(), single.len());
+        assert!(frame.len().abs_diff(reference.len()) < 200, "family on 2x {} vs class code on 1x {}", frame.len(), reference.len());
+        let mut out = vec![0u8; doubled.len()];
+        family.decode_into(&frame, &mut out).unwrap();
+        assert_eq!(out, doubled);
+        // The class code alone refuses it (member 2 named); so does another family.
+        assert!(crate::decode(&family.members()[0], &frame).is_err());
+        let other = Family::exponent_shift(book(&values(50_000, 3.0)), &[-1, 1]);
+        assert!(matches!(other.decode_into(&frame, &mut out), Err(DecodeError::CodebookMismatch { .. })));
+    }
+
+    #[test]
+    fn a_family_of_one_writes_its_codebooks_frames_and_members_are_checked() {
+        let data = values(40_000, 1.0);
+        let b = book(&data);
+        let one = Family::new(vec![Arc::clone(&b)]).unwrap();
+        assert_eq!(one.fingerprint(), b.fingerprint());
+        let opts = EncodeOptions::default();
+        assert_eq!(one.encode(&data, opts, None).unwrap(), crate::encode(&b, &data, opts).unwrap());
+        let family = Family::exponent_shift(b, &[1]);
+        // Explicit members, and members the family does not have.
+        let frame = family.encode(&data, opts, Some([1, 1, 0, 0])).unwrap();
+        let mut out = vec![0u8; data.len()];
+        family.decode_into(&frame, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(matches!(family.encode(&data, opts, Some([0, 2, 0, 0])), Err(FamilyEncodeError::Family(FamilyError::NoSuchMember { .. }))));
+        let mut forged = frame.clone();
+        let at = crate::FrameInfo::parse(&forged).unwrap().header_len - 5;
+        forged[at] = 0x50; // stream 1 names member 5
+        assert!(matches!(family.decode_into(&forged, &mut out), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(Family::new(Vec::new()), Err(FamilyError::Size(0))));
+    }
+}
