@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from . import _shuff
-from ._shuff import Codebook, CodebookSet, ShuffError, Trainer, __version__, frame_info
+from ._shuff import Codebook, CodebookSet, Family, ShuffError, Trainer, __version__, frame_info
 
 __all__ = [
-    "Codebook", "CodebookSet", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
+    "Codebook", "CodebookSet", "Family", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
     "decode_frame_into", "byte_view", "dtype_name", "frame_info", "measure",
 ]
 

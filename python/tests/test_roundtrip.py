@@ -133,3 +133,27 @@ def test_coding_releases_the_gil(steps):
     # Ticks in the middle 80% of each call (the ends may include Python work and GIL hand-overs).
     inside = [int(((t > a + 0.1 * (b - a)) & (t < b - 0.1 * (b - a))).sum()) for a, b in calls]
     assert max(inside) > 0, f"no Python ran in the middle of any coding call: {inside}"
+
+
+def test_a_shift_family_codes_real_gradients_and_names_its_members(steps):
+    """shuff.Family over the Rust core: per-stream members chosen from a sample, round trip, and a
+    frame naming member 1 refused by the class code alone."""
+    pick = lambda s: torch.cat([s[f"layer4.ffn1_act_grad.x.shard{k}"] for k in range(8)], 1)  # noqa: E731
+    book = train([pick(s) for s in steps[:4]], "exponent").codebook("c")
+    family = shuff.Family.exponent_shift(book, [-1, 1])
+    assert len(family) == 3 and family.members[0].fingerprint == book.fingerprint
+    x = pick(steps[4])
+    raw = shuff.byte_view(x)
+    frame = family.encode(raw)
+    assert len(frame) <= len(shuff.encode_frame(x, book)) * 1.001
+    out = np.empty_like(raw)
+    family.decode_into_buffer(frame, out)
+    assert np.array_equal(out, raw)
+    forced = family.encode(raw, members=[0, 1])
+    family.decode_into_buffer(forced, out)
+    assert np.array_equal(out, raw)
+    # The class code alone is not the family: its fingerprint differs.
+    with pytest.raises(shuff.ShuffError, match="codebook"):
+        shuff.decode_frame_into(forced, book, torch.empty_like(x))
+    with pytest.raises(shuff.ShuffError):
+        family.encode(raw, members=[0, 3])

@@ -89,6 +89,75 @@ impl PyCodebook {
     }
 }
 
+/// A class's codebook family: the class code and variants (exponent-shifted members), one chosen
+/// per stream and per message; frames name the members and the family's fingerprint.
+#[pyclass(name = "Family", module = "shuff", frozen)]
+struct PyFamily {
+    inner: Arc<shuff::Family>,
+}
+
+#[pymethods]
+impl PyFamily {
+    /// `codebook` and its variants moved by each of `steps` exponent steps (default -1 and +1).
+    #[staticmethod]
+    #[pyo3(signature = (codebook, steps=vec![-1, 1]))]
+    fn exponent_shift(codebook: &PyCodebook, steps: Vec<i32>) -> Self {
+        PyFamily { inner: Arc::new(shuff::Family::exponent_shift(Arc::clone(&codebook.inner), &steps)) }
+    }
+    /// The members, member 0 (the class code) first.
+    #[getter]
+    fn members(&self) -> Vec<PyCodebook> {
+        self.inner.members().iter().map(|m| PyCodebook { inner: Arc::clone(m) }).collect()
+    }
+    /// 64-bit fingerprint of the family (frames carry its low 32 bits).
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        self.inner.fingerprint().0
+    }
+    /// Per stream, the member that codes a 1/`stride` sample of `data` (tensor bytes) smallest.
+    #[pyo3(signature = (data, stride=17))]
+    fn choose(&self, py: Python<'_>, data: &Bound<'_, PyAny>, stride: usize) -> PyResult<Vec<u8>> {
+        let bytes = Bytes::new(data)?;
+        let fam = Arc::clone(&self.inner);
+        let k = fam.layout().stream_count(fam.dtype());
+        let m = py.detach(|| fam.choose(bytes.slice(), stride)).map_err(err)?;
+        Ok(m[..k].to_vec())
+    }
+    /// A frame of `data` (tensor bytes), each stream coded by `members[s]` or, without, by the member
+    /// `choose` picks (GIL released).
+    #[pyo3(signature = (data, checksum=false, lanes=shuff::frame::LANES, members=None))]
+    fn encode<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>, checksum: bool, lanes: usize, members: Option<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = Bytes::new(data)?;
+        let fam = Arc::clone(&self.inner);
+        let members = members
+            .map(|m| {
+                let mut a = [0u8; shuff::frame::MAX_STREAMS];
+                if m.len() != fam.layout().stream_count(fam.dtype()) {
+                    return Err(err(format!("give one member per stream ({}), not {}", fam.layout().stream_count(fam.dtype()), m.len())));
+                }
+                a[..m.len()].copy_from_slice(&m);
+                Ok(a)
+            })
+            .transpose()?;
+        let frame = py.detach(|| fam.encode(bytes.slice(), EncodeOptions { checksum, parallel: true, lanes }, members)).map_err(err)?;
+        Ok(PyBytes::new(py, &frame))
+    }
+    /// Decodes a frame of this family into `out`, a writable buffer of exactly the decoded size.
+    fn decode_into_buffer(&self, py: Python<'_>, frame: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = Bytes::new(frame)?;
+        let mut out = Bytes::new(out)?;
+        let fam = Arc::clone(&self.inner);
+        let dst = out.slice_mut()?;
+        py.detach(|| fam.decode_into(frame.slice(), dst)).map_err(err)
+    }
+    fn __len__(&self) -> usize {
+        self.inner.members().len()
+    }
+    fn __repr__(&self) -> String {
+        format!("Family({}/{}, {} members, fingerprint {:016x})", self.inner.dtype(), self.inner.layout(), self.inner.members().len(), self.fingerprint())
+    }
+}
+
 /// Named classes → codebooks.
 #[pyclass(name = "CodebookSet", module = "shuff")]
 struct PyCodebookSet {
@@ -317,6 +386,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCodebook>()?;
     m.add_class::<PyCodebookSet>()?;
     m.add_class::<PyTrainer>()?;
+    m.add_class::<PyFamily>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_into_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(encode_into_buffer, m)?)?;
