@@ -72,8 +72,8 @@ def byte_view(x: Any) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def _codebook(book: CodebookSet | Codebook, cls: str | None) -> Codebook:
-    if isinstance(book, Codebook):
+def _codebook(book: CodebookSet | Codebook | Family, cls: str | None) -> Codebook | Family:
+    if isinstance(book, (Codebook, Family)):
         return book
     if cls is None:
         raise ShuffError("give the class whose codebook codes the tensor (cls=...)")
@@ -88,14 +88,17 @@ def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *
     sets the frame's lane geometry (default 4 on the CPU; on the GPU `shuff.gpu.lanes_for` the
     size, 32 to 128); every decoder reads every geometry."""
     codebook = _codebook(book, cls)
-    if dtype_name(x) != codebook.dtype:
-        raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {codebook.dtype}")
+    first = codebook.members[0] if isinstance(codebook, Family) else codebook
+    if dtype_name(x) != first.dtype:
+        raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {first.dtype}")
     if _is_cuda(x):
         if checksum:
             raise ShuffError("GPU-encoded frames carry no checksum (no CRC-32 on the device yet): encode on the CPU for one")
         from . import gpu
 
         return gpu.encode_tensor(x, codebook, lanes)
+    if isinstance(codebook, Family):
+        return codebook.encode(byte_view(x), checksum, lanes or 4)
     return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4)
 
 
@@ -113,7 +116,10 @@ def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: s
     view = byte_view(out)
     if _is_torch(out) and not out.is_contiguous():
         raise ShuffError("decode needs a contiguous CPU output tensor")
-    _shuff.decode_into_buffer(frame, codebook, view)
+    if isinstance(codebook, Family):
+        codebook.decode_into_buffer(frame, view)
+    else:
+        _shuff.decode_into_buffer(frame, codebook, view)
     return out
 
 

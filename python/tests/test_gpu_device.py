@@ -123,6 +123,22 @@ def test_damaged_frames_raise_on_the_gpu(steps):
         shuff.decode_frame_into(g, other, out)
 
 
+def test_family_frames_on_the_gpu_are_the_cpus(steps):
+    """Members chosen from the sample counted on the device equal the CPU's choice, so the frames
+    are the Rust family encoder's bytes; each side decodes the other's."""
+    book = book_for([real(steps, s, torch.bfloat16, "ffn1_act_grad") for s in range(4)], "exponent")
+    family = shuff.Family.exponent_shift(book, [-1, 1])
+    for scale in (1.0, 2.0):
+        x = (real(steps, 4, torch.float32, "ffn1_act_grad") * scale).to(torch.bfloat16)
+        raw = np.ascontiguousarray(shuff.byte_view(x))
+        g = shuff.encode_frame(x.cuda(), family)
+        want = family.encode(raw, lanes=gpu.lanes_for(raw.size))
+        assert bytes(g.cpu().numpy()) == want, f"×{scale}"
+        out = torch.empty_like(x).cuda()
+        shuff.decode_frame_into(torch.frombuffer(bytearray(want), dtype=torch.uint8).cuda(), family, out)
+        assert torch.equal(out.cpu().view(torch.uint8), x.view(torch.uint8))
+
+
 def _collectives_worker(rank: int, port: int, ws: int) -> None:
     import os
 

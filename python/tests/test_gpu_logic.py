@@ -173,3 +173,32 @@ def test_kernel_source_compiles_with_nvrtc_for_hopper():
     log = ctypes.create_string_buffer(size.value)
     nvrtc.nvrtcGetProgramLog(prog, log)
     assert rc == 0, log.value.decode(errors="replace")
+
+
+@pytest.mark.parametrize("dtype,layout", [(torch.bfloat16, "exponent"), (torch.float32, "exponent"), (torch.bfloat16, "bytes"),
+                                          (torch.float16, "planes")])
+def test_emulated_kernels_choose_and_write_family_frames_as_the_rust_core_does(coder, steps, dtype, layout):
+    """A shift family: the device counts the sample, the core chooses from the counts — the same
+    members as shuff::Family::choose on the CPU — and the frames are the Rust family encoder's bytes."""
+    book = book_for([real(steps, s, dtype) for s in range(4)], layout)
+    family = shuff.Family.exponent_shift(book, [-1, 1])
+    for scale in (1.0, 2.0, 0.5):
+        x = (real(steps, 4, torch.float32) * scale).to(dtype)
+        raw = np.ascontiguousarray(shuff.byte_view(x))
+        assert coder.choose(raw, family) == family.choose(raw), f"{dtype}/{layout} ×{scale}"
+        for lanes in (4, 32):
+            want = family.encode(raw, lanes=lanes)
+            assert bytes(coder.encode(raw, family, lanes)) == want, f"{dtype}/{layout} ×{scale}, {lanes} lanes"
+            out = np.empty_like(raw)
+            coder.decode_into(np.frombuffer(want, dtype=np.uint8), family, out)
+            assert np.array_equal(out, raw)
+    # Members named by the caller, and a frame the class code alone cannot read.
+    k = len(family.choose(raw))
+    named = [len(family) - 1] * k
+    frame = coder.encode(raw, family, 32, members=named)
+    assert bytes(frame) == family.encode(raw, lanes=32, members=named)
+    if len(family) > 1:
+        with pytest.raises(shuff.ShuffError):
+            coder.decode_into(frame, book, np.empty_like(raw))
+    else:  # no exponent stream (bytes layout): a family of one is its codebook
+        coder.decode_into(frame, book, np.empty_like(raw))

@@ -150,12 +150,74 @@ impl PyFamily {
         let dst = out.slice_mut()?;
         py.detach(|| fam.decode_into(frame.slice(), dst)).map_err(err)
     }
+    /// `choose` from per-stream symbol counts (one list of 256 per stream) counted elsewhere (the
+    /// GPU coder counts its sample on the device).
+    fn choose_from_counts(&self, counts: Vec<Vec<u64>>) -> PyResult<Vec<u8>> {
+        let k = self.inner.layout().stream_count(self.inner.dtype());
+        if counts.len() != k || counts.iter().any(|c| c.len() != 256) {
+            return Err(err(format!("give {k} lists of 256 counts")));
+        }
+        let hists: Vec<shuff::stats::Histogram> = counts
+            .iter()
+            .map(|c| {
+                let mut h = shuff::stats::Histogram::new();
+                h.counts.copy_from_slice(c);
+                h
+            })
+            .collect();
+        Ok(self.inner.choose_from_histograms(&hists)[..k].to_vec())
+    }
+    /// The device tables (`shuff::device`) for a frame whose stream `s` is coded by `members[s]`.
+    fn device_tables<'py>(&self, py: Python<'py>, members: Vec<u8>) -> PyResult<Bound<'py, PyBytes>> {
+        let books = self.member_books(&members)?;
+        Ok(PyBytes::new(py, &shuff::device::frame_tables(&books)))
+    }
+    /// The version-2 header (no checksum) of a frame of `nbytes` tensor bytes in `lanes` lanes whose
+    /// streams are coded by `members`: what a device encoder writes before its chunks.
+    fn frame_header<'py>(&self, py: Python<'py>, nbytes: usize, lanes: usize, members: Vec<u8>) -> PyResult<Bound<'py, PyBytes>> {
+        self.member_books(&members)?;
+        let mut m = [0u8; shuff::frame::MAX_STREAMS];
+        m[..members.len()].copy_from_slice(&members);
+        header_bytes(self.inner.dtype(), self.inner.layout(), self.inner.fingerprint(), nbytes, lanes, m).map(|h| PyBytes::new(py, &h))
+    }
     fn __len__(&self) -> usize {
         self.inner.members().len()
     }
     fn __repr__(&self) -> String {
         format!("Family({}/{}, {} members, fingerprint {:016x})", self.inner.dtype(), self.inner.layout(), self.inner.members().len(), self.fingerprint())
     }
+}
+
+impl PyFamily {
+    /// Each stream's member codebook, checking that `members` has one valid index per stream.
+    fn member_books(&self, members: &[u8]) -> PyResult<Vec<&Codebook>> {
+        let k = self.inner.layout().stream_count(self.inner.dtype());
+        let all = self.inner.members();
+        if members.len() != k || members.iter().any(|&m| usize::from(m) >= all.len()) {
+            return Err(err(format!("give one member (0 to {}) per stream ({k}), not {members:?}", all.len() - 1)));
+        }
+        Ok(members.iter().map(|&m| &*all[usize::from(m)]).collect())
+    }
+}
+
+/// A version-2 frame header without checksum.
+fn header_bytes(dtype: DType, layout: Layout, fingerprint: shuff::Fingerprint, nbytes: usize, lanes: usize, members: [u8; shuff::frame::MAX_STREAMS]) -> PyResult<Vec<u8>> {
+    let elements = shuff::layout::element_count(dtype, nbytes).map_err(err)?;
+    if !(1..=shuff::frame::MAX_LANES).contains(&lanes) {
+        return Err(err(shuff::EncodeError::BadLaneCount(lanes)));
+    }
+    let info = FrameInfo {
+        dtype,
+        layout,
+        elements: elements as u64,
+        fingerprint: Some(fingerprint.0 as u32),
+        checksum: None,
+        lanes,
+        members,
+        version: shuff::frame::VERSION,
+        header_len: 0,
+    };
+    Ok(info.to_bytes())
 }
 
 /// Named classes → codebooks.
@@ -343,22 +405,8 @@ fn frame_header_info<'py>(frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo3
 #[pyfunction]
 fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
     let book = &codebook.inner;
-    let elements = shuff::layout::element_count(book.dtype(), nbytes).map_err(err)?;
-    if !(1..=shuff::frame::MAX_LANES).contains(&lanes) {
-        return Err(err(shuff::EncodeError::BadLaneCount(lanes)));
-    }
-    let info = FrameInfo {
-        dtype: book.dtype(),
-        layout: book.layout(),
-        elements: elements as u64,
-        fingerprint: Some(book.fingerprint().0 as u32),
-        checksum: None,
-        lanes,
-        members: [0; shuff::frame::MAX_STREAMS],
-        version: shuff::frame::VERSION,
-        header_len: 0,
-    };
-    Ok(PyBytes::new(py, &info.to_bytes()))
+    let h = header_bytes(book.dtype(), book.layout(), book.fingerprint(), nbytes, lanes, [0; shuff::frame::MAX_STREAMS])?;
+    Ok(PyBytes::new(py, &h))
 }
 
 /// Bits of `data` under: the Shannon bound, its own per-message Huffman code (payload only, at the

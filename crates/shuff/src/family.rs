@@ -124,20 +124,32 @@ impl Family {
         layout::to_symbols(dtype, layout, &sample, &mut symbols)?;
         let k = layout.stream_count(dtype);
         let per = symbols.len() / k;
+        let hists: Vec<Histogram> = (0..k)
+            .map(|s| {
+                let mut h = Histogram::new();
+                for &b in &symbols[s * per..(s + 1) * per] {
+                    h.counts[usize::from(b)] += 1;
+                }
+                h
+            })
+            .collect();
+        Ok(self.choose_from_histograms(&hists))
+    }
+
+    /// For each stream `s`, the member that codes symbols counted in `hists[s]` in the fewest bits
+    /// (ties: the lower index) — the choice [`Family::choose`] makes, for coders that count their
+    /// sample themselves (the GPU coder counts on the device). Streams without a histogram get 0.
+    pub fn choose_from_histograms(&self, hists: &[Histogram]) -> [u8; MAX_STREAMS] {
         let mut members = [0u8; MAX_STREAMS];
-        if self.members.len() == 1 || per == 0 {
-            return Ok(members);
+        if self.members.len() == 1 {
+            return members;
         }
-        for (s, member) in members.iter_mut().enumerate().take(k) {
-            let mut h = Histogram::new();
-            for &b in &symbols[s * per..(s + 1) * per] {
-                h.counts[usize::from(b)] += 1;
-            }
-            let bits = |m: &Arc<Codebook>| m.streams()[s].coded_bits(&h);
+        for (s, (member, h)) in members.iter_mut().zip(hists).enumerate().take(self.members[0].streams().len()) {
+            let bits = |m: &Arc<Codebook>| m.streams()[s].coded_bits(h);
             let best = (0..self.members.len()).min_by_key(|&i| (bits(&self.members[i]), i)).expect("a family has members");
             *member = best as u8;
         }
-        Ok(members)
+        members
     }
 
     /// The members as plain references, without allocating (entries past the family's size repeat

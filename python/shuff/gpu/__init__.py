@@ -70,7 +70,10 @@ _SIGNATURES = {
     "shuff_encode_scan": "pqqpppiqqqq",
     "shuff_decode_scan": "pqqqppp",
     "shuff_decode_plan": "pqqiippqppppppp",
+    "shuff_sample_histogram": "pqiiiipq",
 }
+# Every stride-th element is counted to choose a family's members (shuff::Family::choose's stride).
+FAMILY_SAMPLE_STRIDE = 17
 for _k in (1, 2, 4):
     _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
     _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
@@ -95,8 +98,15 @@ def kernel_source() -> str:
     return kernels.replace('#include "shuff_lane.cuh"', lane)
 
 
+def _first(book: Any) -> Any:
+    """The codebook that gives a codebook or a family its dtype and layout."""
+    return book.members[0] if isinstance(book, _shuff.Family) else book
+
+
 def _geometry(codebook: Any) -> tuple[int, int]:
-    """(streams k, rotate) of a codebook's dtype and layout, as crates/shuff/src/layout.rs defines them."""
+    """(streams k, rotate) of a codebook's (or family's) dtype and layout, as
+    crates/shuff/src/layout.rs defines them."""
+    codebook = _first(codebook)
     size = _ELEMENT_SIZE[codebook.dtype]
     if codebook.layout == "bytes" or size == 1:
         return 1, 0
@@ -180,13 +190,30 @@ class Coder:
         self.xp = backend.xp
         self._tables: dict[tuple[int, int], Any] = {}
 
-    def _device_tables(self, codebook: Any) -> Any:
-        key = (codebook.fingerprint, self._device_id())
+    def _device_tables(self, codebook: Any, members: tuple[int, ...] = ()) -> Any:
+        """The tables for a codebook, or for a family's `members` (one per stream), on the device
+        (cached)."""
+        key = (codebook.fingerprint, members, self._device_id())
         t = self._tables.get(key)
         if t is None:
-            t = self.xp.asarray(np.frombuffer(codebook.device_tables(), dtype=np.uint8))
+            raw = codebook.device_tables(list(members)) if members else codebook.device_tables()
+            t = self.xp.asarray(np.frombuffer(raw, dtype=np.uint8))
             self._tables[key] = t
         return t
+
+    def choose(self, data: Any, family: Any) -> list[int]:
+        """The members of `family` that code `data` smallest, per stream: the sample counted on the
+        device (every FAMILY_SAMPLE_STRIDE-th element), the choice made by the Rust core from the
+        counts — the members shuff::Family::choose picks on the CPU."""
+        k, rotate = _geometry(family)
+        es = _ELEMENT_SIZE[_first(family).dtype]
+        elements = int(data.size) // es
+        threads = -(-elements // FAMILY_SAMPLE_STRIDE)
+        counts = self.xp.zeros(k * 256, dtype=self.xp.uint32)
+        if threads:
+            self.backend.launch("shuff_sample_histogram", threads, [data, elements, es, k, rotate, FAMILY_SAMPLE_STRIDE, counts, threads])
+        host = self.backend.to_host(counts).reshape(k, 256).astype(np.uint64)
+        return family.choose_from_counts([row.tolist() for row in host])
 
     def _device_id(self) -> int:
         return int(self.xp.cuda.Device().id) if self.backend.name == "cuda" else -1
@@ -208,27 +235,34 @@ class Coder:
     trace: list | None = None
     _last = 0.0
 
-    def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None) -> Any:
+    def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None, members: Any = None) -> Any:
         """Encodes `data` (a 1-D uint8 array of the backend: the tensor's bytes) into a frame of
         `lanes` lanes per coded stream; returns the frame (a view of `out` if given: it must hold
-        `shuff._shuff.max_frame_size(...)` bytes). Five launches; reads the frame's length back to
-        the host (8 bytes, the only synchronisation)."""
+        `shuff._shuff.max_frame_size(...)` bytes). `codebook` may be a `shuff.Family`: each stream
+        is then coded by `members[s]`, or by the member `choose` picks. Five launches (six with a
+        choice); reads the frame's length back to the host (8 bytes, the only synchronisation, and
+        the sample's counts for a choice)."""
         xp, be = self.xp, self.backend
         if self.trace is not None:
             self._last = __import__("time").perf_counter()
         total = int(data.size)
         k, rotate = _geometry(codebook)
-        header = _shuff.frame_header(codebook, total, lanes)
+        family = isinstance(codebook, _shuff.Family)
+        if family:
+            members = tuple(members if members is not None else self.choose(data, codebook))
+            header = codebook.frame_header(total, lanes, list(members))
+        else:
+            header = _shuff.frame_header(codebook, total, lanes)
         hl = len(header)
         words = np.frombuffer(header.ljust(32, b"\0"), dtype="<u8")
         chunks = -(-total // CHUNK_BYTES)
         table_len = 4 * chunks if chunks > 1 else 0
         if out is None:
-            out = xp.empty(_shuff.max_frame_size(codebook.dtype, codebook.layout, total), dtype=xp.uint8)
+            out = xp.empty(_shuff.max_frame_size(_first(codebook).dtype, _first(codebook).layout, total), dtype=xp.uint8)
         if chunks == 0:
             out[:hl] = xp.asarray(np.frombuffer(header, dtype=np.uint8))
             return out[:hl]
-        tables = self._device_tables(codebook)
+        tables = self._device_tables(codebook, members if family else ())
         per_lane, per_stream = chunks * k * lanes, chunks * k
         # The u64 arrays first, where the (256-byte aligned) allocation keeps them 8-byte aligned.
         scratch = self._scratch(2 * chunks + 2 + 3 * per_lane + 2 * per_stream + 2 * chunks)
@@ -269,12 +303,15 @@ class Coder:
         info = _shuff.frame_header_info(head)
         if info["fingerprint"] is None:
             raise ShuffError("this frame carries its own code (three-stage): decode it on the CPU")
-        if (info["dtype"], info["layout"]) != (codebook.dtype, codebook.layout) or info["fingerprint"] != codebook.fingerprint & 0xFFFFFFFF:
+        first = _first(codebook)
+        if (info["dtype"], info["layout"]) != (first.dtype, first.layout) or info["fingerprint"] != codebook.fingerprint & 0xFFFFFFFF:
             raise ShuffError(
                 f"frame was encoded with codebook {info['fingerprint']:08x}… ({info['dtype']}/{info['layout']}), "
-                f"but the codebook given is {codebook.fingerprint:016x} ({codebook.dtype}/{codebook.layout})")
-        if any(info["members"]):
-            raise ShuffError(f"frame names codebook family members {info['members']}, but a single codebook (member 0) was given")
+                f"but the codebook given is {codebook.fingerprint:016x} ({first.dtype}/{first.layout})")
+        family = isinstance(codebook, _shuff.Family)
+        size = len(codebook) if family else 1
+        if any(m >= size for m in info["members"]):
+            raise ShuffError(f"frame names codebook family members {info['members']}, but the family given has {size}")
         total = info["decoded_len"]
         if int(out.size) != total:
             raise ShuffError(f"output buffer is {int(out.size)} bytes, the frame decodes to {total}")
@@ -301,7 +338,7 @@ class Coder:
                   [frame, frame_len, total, k, lanes, starts, chunk_size, chunks, chunk_modes, stream_off, stream_const, lane_off,
                    lane_len, status, error])
         self._mark("plan")
-        tables = self._device_tables(codebook)
+        tables = self._device_tables(codebook, tuple(info["members"]) if family else ())
         be.launch(f"shuff_decode_k{k}", chunks * lanes,
                   [frame, frame_len, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len,
                    status, out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
@@ -385,7 +422,7 @@ def encode_tensor(x: Any, codebook: Any, lanes: int | None = None, out: Any = No
         t = t.contiguous()
     nbytes = t.numel() * t.element_size()
     lanes = lanes or lanes_for(nbytes)
-    need = _shuff.max_frame_size(codebook.dtype, codebook.layout, nbytes)
+    need = _shuff.max_frame_size(_first(codebook).dtype, _first(codebook).layout, nbytes)
     if out is None:
         out = torch.empty(need, dtype=torch.uint8, device=t.device)
     elif out.numel() < need or out.dtype != torch.uint8 or not out.is_contiguous() or out.device != t.device:

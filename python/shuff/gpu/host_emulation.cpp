@@ -26,6 +26,11 @@ void shuff_encode_plan(uint64_t total, uint32_t k, uint32_t lanes, const StreamT
         encode_plan_thread(c, total, k, lanes, tables, lane_bits, lane_const, chunk_size, chunk_modes, stream_off, stream_const, lane_off);
 }
 
+void shuff_sample_histogram(const uint8_t* in, uint64_t elements, uint32_t es, uint32_t k, uint32_t rotate, uint32_t stride,
+                            uint32_t* counts, uint64_t threads) {
+    for (uint64_t t = 0; t < threads; t++) sample_histogram_thread(t, in, elements, es, k, rotate, stride, counts);
+}
+
 static uint64_t serial_scan(const uint32_t* size, uint64_t n, uint64_t base, uint64_t* start) {
     for (uint64_t c = 0; c < n; c++) {
         start[c] = base;

@@ -79,6 +79,20 @@ extern "C" __global__ void shuff_encode_plan(uint64_t total, uint32_t k, uint32_
     encode_plan_thread(c, total, k, lanes, tables, lane_bits, lane_const, chunk_size, chunk_modes, stream_off, stream_const, lane_off);
 }
 
+// Counts of a 1/stride sample per stream (k × 256, zeroed by the caller), gathered per block in
+// shared memory first: exponent symbols crowd into a few bins, which global atomics would serialise.
+extern "C" __global__ void shuff_sample_histogram(const uint8_t* in, uint64_t elements, uint32_t es, uint32_t k, uint32_t rotate,
+                                                  uint32_t stride, uint32_t* counts, uint64_t threads) {
+    __shared__ uint32_t local[SHUFF_MAX_STREAMS * 256];
+    for (uint32_t i = threadIdx.x; i < k * 256; i += blockDim.x) local[i] = 0;
+    __syncthreads();
+    uint64_t t = SHUFF_THREAD_INDEX;
+    if (t < threads) sample_histogram_thread(t, in, elements, es, k, rotate, stride, local);
+    __syncthreads();
+    for (uint32_t i = threadIdx.x; i < k * 256; i += blockDim.x)
+        if (local[i]) atomicAdd(&counts[i], local[i]);
+}
+
 // One block of SCAN_THREADS: chunk starts, the frame's length, and the header bytes.
 extern "C" __global__ void shuff_encode_scan(const uint32_t* chunk_size, uint64_t n_chunks, uint64_t base, uint64_t* chunk_start,
                                              uint64_t* frame_len, uint8_t* out, uint32_t header_len, uint64_t h0, uint64_t h1,

@@ -619,6 +619,34 @@ SHUFF_HD void write_header(uint8_t* out, uint32_t header_len, uint64_t h0, uint6
     }
 }
 
+// ---- sampling (codebook family choice) ---------------------------------------------------------
+
+SHUFF_HD void count_one(uint32_t* c) {
+#if defined(__CUDA_ARCH__)
+    atomicAdd(c, 1u);
+#else
+    ++*c;
+#endif
+}
+
+// Thread t counts the symbols of element t * stride: every byte of it into stream 0 for one-stream
+// layouts, byte s of its symbols into stream s otherwise — the sample shuff::Family::choose counts
+// (every stride-th element), so that the GPU picks the members the CPU would.
+SHUFF_HD void sample_histogram_thread(uint64_t t, const uint8_t* in, uint64_t elements, uint32_t es, uint32_t k, uint32_t rotate,
+                                      uint32_t stride, uint32_t* counts) {
+    uint64_t e = t * stride;
+    if (e >= elements) return;
+    const uint8_t* p = in + e * es;
+    uint32_t unit = 0;
+    for (uint32_t b = 0; b < es; b++) unit |= (uint32_t)p[b] << (8 * b);
+    if (k == 1) {
+        for (uint32_t b = 0; b < es; b++) count_one(&counts[(unit >> (8 * b)) & 0xff]);
+    } else {
+        uint32_t syms = to_symbols(unit, k, rotate);
+        for (uint32_t s = 0; s < k; s++) count_one(&counts[256 * s + ((syms >> (8 * s)) & 0xff)]);
+    }
+}
+
 // ---- decoder ------------------------------------------------------------------------------------
 
 // Chunk sizes of a frame: from the chunk table (u32s at header_len, any alignment) when there is
