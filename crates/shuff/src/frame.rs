@@ -258,10 +258,10 @@ pub(crate) fn read_u32(buf: &[u8], pos: &mut usize, what: &'static str) -> Resul
     Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
-/// The worst-case frame size for `len` bytes of tensor data, whatever the lane count: input + header
-/// + 5 bytes per chunk (a mode byte, and a 4-byte size in the chunk table) + 128 bytes per stream
-/// for a three-stage code. (A stream is coded only when that, lane sizes included, is smaller than
-/// storing it raw.)
+/// The worst-case frame size for `len` bytes of tensor data, whatever the lane count: the input,
+/// the header, 5 bytes per chunk (a mode byte, and a 4-byte size in the chunk table) and 128 bytes
+/// per stream for a three-stage code. (A stream is coded only when that, lane sizes included, is
+/// smaller than storing it raw.)
 pub fn max_frame_len(dtype: DType, layout: Layout, len: usize) -> usize {
     let chunks = len.div_ceil(CHUNK_BYTES);
     len + MAX_HEADER_BYTES + 5 * chunks + 128 * layout.stream_count(dtype)
