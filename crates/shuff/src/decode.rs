@@ -424,27 +424,8 @@ fn verify_checksum(info: &FrameInfo, out: &[u8]) -> Result<(), DecodeError> {
 /// exactly the decoded size (see [`FrameInfo::parse`] and [`FrameInfo::decoded_len`]).
 /// Fails with [`DecodeError::CodebookMismatch`] if the frame was made with another codebook.
 pub fn decode_into(book: &Codebook, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
-    let info = FrameInfo::parse(frame)?;
-    let expected = info.fingerprint.ok_or(DecodeError::WrongKind("this frame carries its own code (three-stage): use decode_three_stage_into"))?;
-    if expected != book.fingerprint().0 as u32 || (info.dtype, info.layout) != (book.dtype(), book.layout()) {
-        return Err(DecodeError::CodebookMismatch {
-            expected,
-            found: book.fingerprint(),
-            found_dtype: book.dtype(),
-            found_layout: book.layout(),
-        });
-    }
-    let k = info.layout.stream_count(info.dtype);
-    if let Some(s) = (0..k).find(|&s| info.members[s] != 0) {
-        return Err(DecodeError::Corrupt(format!(
-            "stream {s} was coded by member {} of a codebook family, but a single codebook (member 0) was given",
-            info.members[s]
-        )));
-    }
-    check_output(&info, out)?;
-    let codes = stream_refs(book.streams(), |_| 0, &[]);
-    decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
-    verify_checksum(&info, out)
+    // A single codebook is a family of one: its own fingerprint, member 0 for every stream.
+    decode_members_into(&[book], book.fingerprint(), frame, out)
 }
 
 /// Decodes a frame of a codebook family (`books`, in member order, all of one dtype and layout,
@@ -463,10 +444,14 @@ pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Finge
     }
     let k = info.layout.stream_count(info.dtype);
     if let Some(s) = (0..k).find(|&s| usize::from(info.members[s]) >= books.len()) {
-        return Err(DecodeError::Corrupt(format!("stream {s} names member {} of a family of {}", info.members[s], books.len())));
+        return Err(DecodeError::Corrupt(format!(
+            "stream {s} was coded by member {} of a codebook family, but the family given has {} member(s)",
+            info.members[s],
+            books.len()
+        )));
     }
     check_output(&info, out)?;
-    let codes = stream_refs(first.streams(), |s| usize::from(info.members[s]), books);
+    let codes = stream_refs(books, info.members, k);
     decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
     verify_checksum(&info, out)
 }

@@ -361,25 +361,16 @@ fn write_header(
 /// Encodes tensor bytes `data` (elements of `book.dtype()`, little-endian) with `book` into `out`,
 /// which must hold at least [`max_frame_len`] bytes. Returns the frame's length.
 pub fn encode_into(book: &Codebook, data: &[u8], out: &mut [u8], opts: EncodeOptions) -> Result<usize, EncodeError> {
-    let (dtype, layout) = (book.dtype(), book.layout());
-    check_out(dtype, layout, data, out, opts)?;
-    // A single codebook is member 0 of its own family.
-    let header_len = write_header(dtype, layout, data, Some(book.fingerprint().0 as u32), [0; MAX_STREAMS], opts, out);
-    let codes = stream_refs(book.streams(), |_| 0, &[]);
-    Ok(encode_chunks(&codes[..book.streams().len()], dtype, layout, data, out, header_len, opts))
+    // A single codebook is a family of one: its own fingerprint, member 0 for every stream.
+    encode_members_into(&[book], [0; MAX_STREAMS], book.fingerprint().0 as u32, data, out, opts)
 }
 
-/// Each stream's code, gathered without allocating: stream `s` of `books[member(s)]`, or of
-/// `single` when `books` is empty. The first `single.len()` entries are the streams; the rest
-/// repeat the last (unused).
-pub(crate) fn stream_refs<'a>(single: &'a [StreamCode], member: impl Fn(usize) -> usize, books: &[&'a Codebook]) -> [&'a StreamCode; MAX_STREAMS] {
+/// Each stream's code, gathered without allocating: stream `s` of `books[members[s]]` for the
+/// first `k` streams (the entries past them repeat the last and are unused).
+pub(crate) fn stream_refs<'a>(books: &[&'a Codebook], members: [u8; MAX_STREAMS], k: usize) -> [&'a StreamCode; MAX_STREAMS] {
     std::array::from_fn(|s| {
-        let s = s.min(single.len() - 1);
-        if books.is_empty() {
-            &single[s]
-        } else {
-            &books[member(s)].streams()[s]
-        }
+        let s = s.min(k - 1);
+        &books[usize::from(members[s])].streams()[s]
     })
 }
 
@@ -398,8 +389,9 @@ pub(crate) fn encode_members_into(
     let (dtype, layout) = (first.dtype(), first.layout());
     check_out(dtype, layout, data, out, opts)?;
     let header_len = write_header(dtype, layout, data, Some(family_fingerprint), members, opts, out);
-    let codes = stream_refs(first.streams(), |s| usize::from(members[s]), books);
-    Ok(encode_chunks(&codes[..first.streams().len()], dtype, layout, data, out, header_len, opts))
+    let k = first.streams().len();
+    let codes = stream_refs(books, members, k);
+    Ok(encode_chunks(&codes[..k], dtype, layout, data, out, header_len, opts))
 }
 
 /// Encodes `data` with `book` into a new buffer.
