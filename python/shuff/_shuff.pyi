@@ -3,6 +3,8 @@ from os import PathLike
 from typing import Any
 
 __version__: str
+CHUNK_BYTES: int
+MAX_HEADER_BYTES: int
 
 class ShuffError(ValueError): ...
 

@@ -444,5 +444,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("CHUNK_BYTES", shuff::frame::CHUNK_BYTES)?;
+    m.add("MAX_HEADER_BYTES", shuff::frame::MAX_HEADER_BYTES)?;
     Ok(())
 }

@@ -38,9 +38,9 @@ from .._shuff import ShuffError
 __all__ = ["DEFAULT_LANES", "Coder", "cuda_coder", "emulation_coder", "kernel_source", "available", "lanes_for"]
 
 _DIR = Path(__file__).resolve().parent
-CHUNK_BYTES = 65536
-MAX_HEADER_BYTES = 25
-STREAM_TABLES_BYTES = 9728
+# The frame's constants, from the core (crates/shuff/src/frame.rs).
+CHUNK_BYTES = _shuff.CHUNK_BYTES
+MAX_HEADER_BYTES = _shuff.MAX_HEADER_BYTES
 THREADS_PER_BLOCK = 256
 # Lanes per coded stream per chunk in GPU-encoded frames: one thread per lane, and 2 bytes of lane
 # size per lane per coded stream and chunk (32 lanes: 0.1% of a 64 KiB chunk per stream, 128
@@ -341,7 +341,7 @@ class Coder:
         tables = self._device_tables(codebook, tuple(info["members"]) if family else ())
         be.launch(f"shuff_decode_k{k}", chunks * lanes,
                   [frame, frame_len, total, k, rotate, lanes, tables, starts, chunk_modes, stream_off, stream_const, lane_off, lane_len,
-                   status, out, error, chunks * lanes], shared=k * STREAM_TABLES_BYTES)
+                   status, out, error, chunks * lanes], shared=int(tables.size))  # every stream's record in shared memory
         self._mark("decode")
         code = int(be.to_host(error)[0])
         self._mark("error")

@@ -327,24 +327,9 @@ struct BitSource {
     uint32_t staged;      // bits in (lo, hi): a multiple of 32
 };
 
-// Moves 32 staged bits into acc, loading the next block first when none are staged.
-SHUFF_HD void refill_step(BitSource* s) {
-    if (s->staged == 0) {
-        Wide w = load16(s->p, s->begin, s->end);
-        s->p += 16;
-        s->lo = w.lo;
-        s->hi = w.hi;
-        s->staged = 128;
-    }
-    s->acc |= (s->lo & 0xffffffffull) << s->n;
-    s->n += 32;
-    s->lo = (s->lo >> 32) | (s->hi << 32);
-    s->hi >>= 32;
-    s->staged -= 32;
-}
-
-// refill_step when acc has fewer than 32 bits, without a branch around the bit moves (the block
-// load is the only conditional part: one thread in eight refills per symbol needs it).
+// When acc has fewer than 32 bits, moves 32 staged bits into it, loading the next block first when
+// none are staged — without a branch around the bit moves (the block load is the only conditional
+// part: one thread in eight refills per symbol needs it).
 SHUFF_HD void top_up(BitSource* s) {
     uint32_t need = s->n < 32;
     if (need && s->staged == 0) {
@@ -378,7 +363,7 @@ SHUFF_HD BitSource bit_source(const uint8_t* start, const uint8_t* frame_begin, 
     s.lo = w.lo;
     s.hi = w.hi;
     s.staged = have - r;
-    while (s.n < 32) refill_step(&s);
+    while (s.n < 32) top_up(&s);
     return s;
 }
 
