@@ -2,10 +2,10 @@
 
 mod analyze;
 mod bench;
-mod container;
+mod files;
 mod huff0;
 mod measure;
-mod model;
+mod inspect;
 mod svg;
 mod tensors;
 
@@ -141,6 +141,9 @@ enum Command {
         /// Only tensors whose name matches this regex.
         #[arg(long = "match")]
         filter: Option<String>,
+        /// Replace OUTPUT if it exists.
+        #[arg(short, long)]
+        force: bool,
         /// Input safetensors file.
         input: PathBuf,
         /// Output file.
@@ -151,6 +154,9 @@ enum Command {
         /// The codebook set it was encoded with.
         #[arg(long)]
         book: PathBuf,
+        /// Replace OUTPUT if it exists.
+        #[arg(short, long)]
+        force: bool,
         /// File written by `shuff encode`.
         input: PathBuf,
         /// Restored safetensors file.
@@ -166,6 +172,9 @@ enum Command {
         /// Output file (written atomically).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output if it exists.
+        #[arg(short, long)]
+        force: bool,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -178,7 +187,17 @@ enum Command {
         /// Output safetensors file (written atomically).
         #[arg(short, long)]
         output: PathBuf,
-        /// File written by `shuff compress`.
+        /// Replace the output if it exists.
+        #[arg(short, long)]
+        force: bool,
+        /// Decode with this codebook set instead of the one the file carries (needed for files
+        /// written by `shuff encode`, which carry none).
+        #[arg(long)]
+        book: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// File written by `shuff compress` (or `shuff encode`).
         input: PathBuf,
     },
     /// List the tensors of a `shuff compress` file: class, layout, sizes and ratio.
@@ -333,66 +352,21 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Encode { book, class, filter, input, output } => {
+        Command::Encode { book, class, filter, force, input, output } => {
             let set = load_book(&book)?;
             let filter = filter.map(|f| Regex::new(&f)).transpose().context("bad --match regex")?;
-            let file = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let (encoded, coded) = container::encode_file(&file, &set, &class, filter.as_ref())
-                .with_context(|| format!("encoding {}", input.display()))?;
-            write_atomic(&output, &encoded)?;
-            eprintln!(
-                "{}: {} tensors coded, {} → {} bytes ({:.2}% smaller)",
-                input.display(),
-                coded,
-                file.len(),
-                encoded.len(),
-                100.0 * (1.0 - encoded.len() as f64 / file.len() as f64)
-            );
-            Ok(())
+            files::encode(&set, &class, filter.as_ref(), &input, &output, force)
         }
-        Command::Decode { book, input, output } => {
-            let set = load_book(&book)?;
-            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let restored = container::decode_file(&data, &set).with_context(|| format!("decoding {}", input.display()))?;
-            write_atomic(&output, &restored)
-        }
-        Command::Compress { book, output, quiet, input } => {
+        Command::Decode { book, force, input, output } => files::restore_file(&input, &output, Some(&load_book(&book)?), force, false),
+        Command::Compress { book, output, force, quiet, input } => {
             let set = book.as_deref().map(load_book).transpose()?;
-            let file = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let name = input.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-            let t = std::time::Instant::now();
-            let c = model::compress(&file, set.as_ref(), &name, !quiet).with_context(|| format!("compressing {}", input.display()))?;
-            let secs = t.elapsed().as_secs_f64();
-            write_atomic(&output, &c.bytes)?;
-            eprintln!(
-                "{}: {} tensors in {} classes, {} → {} bytes (ratio {:.3}, {:.2}% smaller) in {:.2} s ({:.0} MB/s)",
-                input.display(),
-                c.tensors,
-                c.classes,
-                file.len(),
-                c.bytes.len(),
-                file.len() as f64 / c.bytes.len() as f64,
-                100.0 * (1.0 - c.bytes.len() as f64 / file.len() as f64),
-                secs,
-                file.len() as f64 / secs / 1e6
-            );
-            Ok(())
+            files::compress_cmd(set.as_ref(), &input, &output, force, quiet)
         }
-        Command::Decompress { output, input } => {
-            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let restored = model::decompress(&data).with_context(|| format!("decompressing {}", input.display()))?;
-            write_atomic(&output, &restored)
+        Command::Decompress { output, force, book, quiet, input } => {
+            let set = book.as_deref().map(load_book).transpose()?;
+            files::restore_file(&input, &output, set.as_ref(), force, !quiet)
         }
-        Command::Inspect { json, input } => {
-            let data = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let rows = model::inspect(&data).with_context(|| format!("reading {}", input.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                model::print_inspect(&rows, data.len());
-            }
-            Ok(())
-        }
+        Command::Inspect { json, input } => files::inspect_cmd(&input, json),
         Command::Analyze { group, layer, shard, layouts, step_order, output, mut inputs } => {
             order_steps(&mut inputs, &step_order)?;
             let naming = analyze::Naming {
@@ -483,12 +457,12 @@ fn demo(data: Option<PathBuf>, output: &Path) -> Result<()> {
     for layout in ["bytes", "exponent"] {
         let set = load_book(&output.join(format!("book-{layout}.json")))?;
         let file = std::fs::read(held_out)?;
-        let c = model::compress(&file, Some(&set), "demo", false)?;
-        let restored = model::decompress(&c.bytes)?;
+        let (packed, _) = shuff_container::compress(&file, shuff_container::Coding::Set(&set), Vec::new(), &|_| ())?;
+        let restored = shuff_container::Container::open(&packed)?.restore_to(Vec::new(), &|_| ())?;
         if restored != file {
             bail!("demo round trip differs from the original");
         }
-        println!("  {layout:<8}: {} → {} bytes ({:.2}% smaller), restored bit for bit", file.len(), c.bytes.len(), 100.0 * (1.0 - c.bytes.len() as f64 / file.len() as f64));
+        println!("  {layout:<8}: {} → {} bytes ({:.2}% smaller), restored bit for bit", file.len(), packed.len(), 100.0 * (1.0 - packed.len() as f64 / file.len() as f64));
     }
 
     println!("\nSpeed on the held-out ffn1 activations, one core, medians (huff0 = zstd's Huffman coder, same bytes):");
@@ -537,13 +511,9 @@ pub fn load_book(path: &Path) -> Result<CodebookSet> {
     set.with_context(|| format!("loading codebook {}", path.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so that a
-/// crash never leaves a half-written file under the real name.
+/// Writes `bytes` to `path` atomically (see `shuff_container::output`), replacing it if it exists.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    Ok(shuff_container::AtomicFile::create(path, true, &[])?.write_all_and_commit(bytes)?)
 }
 
 fn progress(len: usize, what: &str) -> ProgressBar {

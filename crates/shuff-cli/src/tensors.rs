@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use regex::Regex;
-use safetensors::{Dtype as StDtype, SafeTensors};
+use safetensors::SafeTensors;
 use shuff::{ClassSelector, DType};
 use std::path::Path;
 
@@ -19,19 +19,7 @@ pub struct TensorRef<'a> {
     pub data: &'a [u8],
 }
 
-/// Maps a safetensors dtype to ours; `None` for dtypes shuff does not code (ints wider than a
-/// byte, f64, bool).
-pub fn dtype_of(d: StDtype) -> Option<DType> {
-    Some(match d {
-        StDtype::BF16 => DType::Bf16,
-        StDtype::F16 => DType::F16,
-        StDtype::F32 => DType::F32,
-        StDtype::F8_E4M3 => DType::F8E4M3,
-        StDtype::F8_E5M2 => DType::F8E5M2,
-        StDtype::U8 | StDtype::I8 => DType::U8,
-        _ => return None,
-    })
-}
+pub use shuff_container::tensors::dtype_of;
 
 impl TensorFile {
     pub fn open(path: &Path) -> Result<Self> {

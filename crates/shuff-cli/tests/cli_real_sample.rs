@@ -142,7 +142,18 @@ fn encode_then_decode_restores_the_file_bit_for_bit() {
     assert!(ok, "{err}");
     assert!(std::fs::read(&dec).unwrap() == original, "restored file differs");
     let (ok, _, err) = shuff(&["decode", "--book", &other.display().to_string(), &enc.display().to_string(), &dec.display().to_string()]);
+    assert!(!ok && err.contains("exists (use -f"), "an existing output is not replaced without -f: {err}");
+    let (ok, _, err) = shuff(&["decode", "-f", "--book", &other.display().to_string(), &enc.display().to_string(), &dec.display().to_string()]);
     assert!(!ok && err.contains("not in this codebook set"), "{err}");
+    assert!(std::fs::read(&dec).unwrap() == original, "a failed decode leaves the existing output alone");
+    // The input is never the output, even with -f.
+    let (ok, _, err) = shuff(&["decode", "-f", "--book", &b, &enc.display().to_string(), &enc.display().to_string()]);
+    assert!(!ok && err.contains("it is the input"), "{err}");
+    // A file without a codebook set cannot be decompressed without one, and says so.
+    let (ok, _, err) = shuff(&["decompress", "-f", "-o", &dec.display().to_string(), &enc.display().to_string()]);
+    assert!(!ok && err.contains("carries no codebook set"), "{err}");
+    let no_tmp = std::fs::read_dir(dec.parent().unwrap()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".step4.safetensors.")).count();
+    assert_eq!(no_tmp, 0, "failed writes leave no temporary files behind");
 }
 
 /// SHA-256 of a file, from coreutils, so the check does not trust our own code.

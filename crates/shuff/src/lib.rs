@@ -34,6 +34,7 @@ pub use codebook::{Codebook, CodebookError, Fingerprint, StreamCode, DEFAULT_MAX
 pub use dtype::DType;
 pub use layout::Layout;
 pub mod set;
+pub mod auto;
 pub mod classes;
 pub use classes::{BadSelector, ClassSelector};
 pub use set::{ClassBook, CodebookSet, Provenance};

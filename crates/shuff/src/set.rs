@@ -10,10 +10,12 @@
 //!       "provenance": { "trained_on": ["step000.safetensors", …], "batches": 4, … } } } }
 //! ```
 //!
-//! Binary (little-endian; provenance is not kept): `"SHCB"`, u8 format version (1), u32 set
-//! version, u8 name length + name, u16 class count; per class: u8 name length + name, u8 dtype id,
+//! Binary (little-endian; provenance is not kept): `"SHCB"`, u8 format version (2), u32 set
+//! version, u32 name length + name, u32 class count; per class: u32 name length + name, u8 dtype id,
 //! u8 layout id, u32 class version, u8 stream count, per stream 128 bytes of 4-bit `length − 1`
 //! (symbol `2i` in the low nibble of byte `i`), then the u64 codebook fingerprint as a check.
+//! Version 1 (still read) had u8 name lengths and a u16 class count: it cut longer names, so two
+//! long class names could collide and a cut could split a UTF-8 character.
 
 use crate::codebook::{Codebook, CodebookError, Fingerprint};
 use crate::{DType, Layout};
@@ -100,6 +102,8 @@ struct StreamFile {
 
 const FORMAT: &str = "shuff-codebooks";
 const FORMAT_VERSION: u32 = 1;
+/// Version of the binary form written; version 1 is still read.
+const BINARY_VERSION: u8 = 2;
 const MAGIC: &[u8; 4] = b"SHCB";
 
 impl CodebookSet {
@@ -228,10 +232,10 @@ impl CodebookSet {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
-        out.push(FORMAT_VERSION as u8);
+        out.push(BINARY_VERSION);
         out.extend_from_slice(&self.version.to_le_bytes());
         push_name(&mut out, &self.name);
-        out.extend_from_slice(&(self.classes.len() as u16).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(self.classes.len()).expect("fewer than 2^32 classes").to_le_bytes());
         for (name, c) in &self.classes {
             push_name(&mut out, name);
             let b = &c.codebook;
@@ -250,17 +254,18 @@ impl CodebookSet {
 
     /// Parses and validates the binary form. Never panics, whatever the bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CodebookError> {
-        let mut r = ByteReader { bytes, pos: 0 };
+        let mut r = ByteReader { bytes, pos: 0, wide: false };
         if r.take(4)? != MAGIC {
             return Err(CodebookError::Malformed("not a binary codebook set (magic is not `SHCB`)".into()));
         }
         let v = r.u8()?;
-        if u32::from(v) != FORMAT_VERSION {
-            return Err(CodebookError::Malformed(format!("binary format version {v} is not supported")));
+        if v != 1 && v != BINARY_VERSION {
+            return Err(CodebookError::Malformed(format!("binary format version {v} is not supported (this shuff reads 1 and {BINARY_VERSION})")));
         }
+        r.wide = v >= 2;
         let version = r.u32()?;
         let name = r.name()?;
-        let count = r.u16()?;
+        let count = if r.wide { r.u32()? } else { u32::from(r.u16()?) };
         let mut set = CodebookSet { name, version, classes: BTreeMap::new() };
         for _ in 0..count {
             let class = r.name()?;
@@ -345,10 +350,8 @@ fn check_fingerprint(what: &str, stored: &str, computed: Fingerprint) -> Result<
 }
 
 fn push_name(out: &mut Vec<u8>, name: &str) {
-    let b = name.as_bytes();
-    let n = b.len().min(255);
-    out.push(n as u8);
-    out.extend_from_slice(&b[..n]);
+    out.extend_from_slice(&u32::try_from(name.len()).expect("names under 4 GiB").to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
 }
 
 fn c_ident(s: &str) -> String {
@@ -401,6 +404,8 @@ fn compact_number_arrays(pretty: &str) -> String {
 struct ByteReader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Version 2: u32 name lengths (version 1: u8).
+    wide: bool,
 }
 
 impl<'a> ByteReader<'a> {
@@ -422,7 +427,7 @@ impl<'a> ByteReader<'a> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn name(&mut self) -> Result<String, CodebookError> {
-        let n = self.u8()? as usize;
+        let n = if self.wide { self.u32()? as usize } else { usize::from(self.u8()?) };
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CodebookError::Malformed("a name is not UTF-8".into()))
     }
 }
@@ -465,6 +470,40 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(CodebookSet::from_bytes(&bytes[..cut]).is_err());
         }
+    }
+
+    /// Class names over 255 bytes were cut by version 1, so two long names with a common prefix
+    /// became one class (and a cut could split a UTF-8 character): they must round-trip whole.
+    #[test]
+    fn long_class_names_survive_the_binary_form_and_version_1_still_reads() {
+        let base = sample_set();
+        let book = base.codebook("weight").unwrap();
+        let mut set = CodebookSet::new("é".repeat(200));
+        let long = "ü".repeat(150); // 300 bytes; a 255-byte cut splits a character
+        for suffix in ["a", "b"] {
+            set.insert(format!("{long}{suffix}"), (*book).clone(), Provenance::default());
+        }
+        let back = CodebookSet::from_bytes(&set.to_bytes()).unwrap();
+        assert_eq!(back.name, set.name);
+        assert_eq!(back.class_names().collect::<Vec<_>>(), set.class_names().collect::<Vec<_>>());
+
+        // Version 1: u8 name lengths, u16 class count.
+        let mut one = CodebookSet::new("test");
+        one.insert("weight", (*book).clone(), Provenance::default());
+        let v2 = one.to_bytes();
+        let mut v1 = b"SHCB\x01".to_vec();
+        v1.extend_from_slice(&v2[5..9]); // set version
+        let name_len = u32::from_le_bytes(v2[9..13].try_into().unwrap()) as usize;
+        v1.push(name_len as u8);
+        v1.extend_from_slice(&v2[13..13 + name_len]);
+        let mut pos = 13 + name_len;
+        v1.extend_from_slice(&v2[pos..pos + 2]); // count, low half
+        pos += 4;
+        let class_len = u32::from_le_bytes(v2[pos..pos + 4].try_into().unwrap()) as usize;
+        v1.push(class_len as u8);
+        v1.extend_from_slice(&v2[pos + 4..]);
+        let old = CodebookSet::from_bytes(&v1).unwrap();
+        assert_eq!(old.codebook("weight").unwrap().fingerprint(), book.fingerprint());
     }
 
     #[test]

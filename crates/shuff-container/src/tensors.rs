@@ -1,0 +1,363 @@
+//! safetensors files in and out of containers: the stored header's tensors, and compression of a
+//! whole file with bounded memory.
+
+use crate::format::MAX_HEADER_SEGMENT_BYTES;
+use crate::source::Source;
+use crate::writer::ContainerWriter;
+use crate::{ContainerError, BATCH_BYTES, SEGMENT_BYTES};
+use rayon::prelude::*;
+use regex::Regex;
+use safetensors::tensor::Metadata;
+use safetensors::Dtype as StDtype;
+use shuff::auto::{build_codebook, plan_classes, provenance, sample_block_bytes, LayoutChooser, LAYOUT_SAMPLE_STRIDE};
+use shuff::stats::{stream_histograms, Histogram};
+use shuff::{ClassSelector, Codebook, CodebookSet, DType, EncodeOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+
+/// One tensor of a safetensors header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorEntry {
+    /// Its name.
+    pub name: String,
+    /// Its safetensors dtype.
+    pub dtype: StDtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Where its bytes start in the file (header included).
+    pub start: u64,
+    /// Where they end.
+    pub end: u64,
+}
+
+impl TensorEntry {
+    /// The shuff dtype that codes it, if any.
+    pub fn shuff_dtype(&self) -> Option<DType> {
+        dtype_of(self.dtype)
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// The shuff dtype of a safetensors dtype; `None` for dtypes shuff does not code (ints wider than
+/// a byte, f64, bool): those are stored raw.
+pub fn dtype_of(d: StDtype) -> Option<DType> {
+    Some(match d {
+        StDtype::BF16 => DType::Bf16,
+        StDtype::F16 => DType::F16,
+        StDtype::F32 => DType::F32,
+        StDtype::F8_E4M3 => DType::F8E4M3,
+        StDtype::F8_E5M2 => DType::F8E5M2,
+        StDtype::U8 | StDtype::I8 => DType::U8,
+        _ => return None,
+    })
+}
+
+/// The tensors of a safetensors header (8-byte length prefix + JSON), in data order, with
+/// absolute file offsets. Checks what safetensors checks — tensors tile the data area without
+/// gaps or overlaps, each shape × element size is its byte length, with checked arithmetic — and
+/// orders tensors of equal offsets by end, so a zero-size tensor never "overlaps" its neighbour.
+pub fn parse_header(header: &[u8]) -> Result<Vec<TensorEntry>, ContainerError> {
+    let bad = |what: String| ContainerError::Safetensors(what);
+    let len: [u8; 8] = header.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("shorter than its length prefix".into()))?;
+    let n = u64::from_le_bytes(len);
+    if n.checked_add(8) != Some(header.len() as u64) {
+        return Err(bad(format!("its length prefix says {n} bytes of JSON, {} follow", header.len() - 8)));
+    }
+    let json = std::str::from_utf8(&header[8..]).map_err(|_| bad("the JSON is not UTF-8".into()))?;
+    let meta: Metadata = serde_json::from_str(json).map_err(|e| bad(format!("not safetensors JSON: {e}")))?;
+    let mut tensors: Vec<(String, StDtype, Vec<usize>, (usize, usize))> =
+        meta.tensors().into_iter().map(|(name, t)| (name, t.dtype, t.shape.clone(), t.data_offsets)).collect();
+    tensors.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+    let base = header.len() as u64;
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(tensors.len());
+    for (name, dtype, shape, (s, e)) in tensors {
+        if s != at || e < s {
+            return Err(bad(format!("tensor `{name}` has data_offsets [{s}, {e}], but the previous tensor ends at {at}")));
+        }
+        let bytes = shape.iter().try_fold(dtype.size(), |acc, &d| acc.checked_mul(d));
+        if bytes != Some(e - s) {
+            return Err(bad(format!("tensor `{name}`: shape {shape:?} of {dtype:?} is not {} bytes", e - s)));
+        }
+        at = e;
+        let (start, end) = (base.checked_add(s as u64), base.checked_add(e as u64));
+        let (Some(start), Some(end)) = (start, end) else { return Err(bad(format!("tensor `{name}`: offsets overflow"))) };
+        out.push(TensorEntry { name, dtype, shape, start, end });
+    }
+    Ok(out)
+}
+
+/// Reads and parses the header of a safetensors file, checking its tensors fill the file exactly.
+pub fn read_source_header<S: Source + ?Sized>(source: &S) -> Result<(Vec<u8>, Vec<TensorEntry>), ContainerError> {
+    let len = source.len();
+    let mut prefix = [0u8; 8];
+    if len < 8 {
+        return Err(ContainerError::Safetensors(format!("a file of {len} bytes is not safetensors")));
+    }
+    source.read_exact_at(&mut prefix, 0).map_err(ContainerError::io("reading the safetensors header"))?;
+    let n = u64::from_le_bytes(prefix);
+    let header_len = n
+        .checked_add(8)
+        .filter(|&h| h <= len && h <= MAX_HEADER_SEGMENT_BYTES)
+        .ok_or_else(|| ContainerError::Safetensors(format!("header length {n} does not fit a file of {len} bytes")))?;
+    let mut header = vec![0u8; header_len as usize];
+    source.read_exact_at(&mut header, 0).map_err(ContainerError::io("reading the safetensors header"))?;
+    let tensors = parse_header(&header)?;
+    let extent = tensors.last().map_or(header_len, |t| t.end);
+    if extent != len {
+        return Err(ContainerError::Safetensors(format!("its tensors end at byte {extent}, the file at {len}")));
+    }
+    Ok((header, tensors))
+}
+
+/// Which codebooks code which tensors.
+pub enum Coding<'a> {
+    /// Classes and codebooks made from the file itself ([`shuff::auto`]); the set is embedded, named `name`.
+    Trained {
+        /// Name of the set.
+        name: &'a str,
+    },
+    /// The set's classes, tensors assigned by their selectors ([`ClassSelector`]); the set is
+    /// embedded. Tensors no class selects are stored raw.
+    Set(&'a CodebookSet),
+    /// One class's codebook for every tensor of its dtype (that `filter` selects); the set is not
+    /// embedded — the file is read with the same set, as a message in a collective is.
+    Class {
+        /// The set.
+        set: &'a CodebookSet,
+        /// The class.
+        class: &'a str,
+        /// Only tensors whose names match.
+        filter: Option<&'a Regex>,
+    },
+}
+
+/// What [`compress`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compressed {
+    /// Tensors with at least one coded segment.
+    pub tensors_coded: usize,
+    /// Classes in the set used.
+    pub classes: usize,
+    /// Bytes read.
+    pub input_bytes: u64,
+    /// Bytes written.
+    pub output_bytes: u64,
+}
+
+/// A stretch of one tensor that becomes one segment.
+struct Piece {
+    tensor: usize,
+    start: u64,
+    end: u64,
+}
+
+/// Tensors cut into segment-sized pieces, then grouped into batches (contiguous in the file).
+fn batches(tensors: &[TensorEntry]) -> Vec<Vec<Piece>> {
+    let mut out: Vec<Vec<Piece>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for (t, e) in tensors.iter().enumerate() {
+        let mut start = e.start;
+        while start < e.end {
+            let end = (start + SEGMENT_BYTES).min(e.end);
+            if bytes + (end - start) > BATCH_BYTES && bytes > 0 {
+                out.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += end - start;
+            out.last_mut().expect("one batch").push(Piece { tensor: t, start, end });
+            start = end;
+        }
+    }
+    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// Reads the bytes of a batch (contiguous in the file).
+fn read_batch<S: Source + ?Sized>(source: &S, batch: &[Piece]) -> Result<Vec<u8>, ContainerError> {
+    let (start, end) = (batch[0].start, batch[batch.len() - 1].end);
+    let mut buf = vec![0u8; (end - start) as usize];
+    source.read_exact_at(&mut buf, start).map_err(ContainerError::io(format!("reading bytes {start}..{end} of the input")))?;
+    Ok(buf)
+}
+
+fn misaligned(t: &TensorEntry, e: shuff::layout::MisalignedTensor) -> ContainerError {
+    ContainerError::Tensor { tensor: t.name.clone(), reason: e.to_string() }
+}
+
+/// Trains the per-file classes ([`Coding::Trained`]): layouts from a sample, codes from all data.
+fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) -> Result<(CodebookSet, Vec<Option<String>>), ContainerError> {
+    let described: Vec<(&str, Option<DType>, u64)> = tensors.iter().map(|t| (t.name.as_str(), t.shuff_dtype(), t.len())).collect();
+    let plan = plan_classes(&described);
+    let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, c) in plan.iter().enumerate() {
+        if let Some(c) = c {
+            members.entry(c.as_str()).or_default().push(i);
+        }
+    }
+    // Layouts, from every LAYOUT_SAMPLE_STRIDE-th block of each tensor, classes in parallel.
+    let layouts: BTreeMap<&str, Option<shuff::Layout>> = members
+        .par_iter()
+        .map(|(&class, idx)| {
+            let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
+            let mut chooser = LayoutChooser::new(dtype);
+            let block = sample_block_bytes(dtype);
+            let mut buf = Vec::new();
+            for &i in idx {
+                let t = &tensors[i];
+                let mut at = t.start;
+                while at < t.end {
+                    let end = (at + block).min(t.end);
+                    buf.resize((end - at) as usize, 0);
+                    source.read_exact_at(&mut buf, at).map_err(ContainerError::io("reading the input"))?;
+                    chooser.add(&buf).map_err(|e| misaligned(t, e))?;
+                    at = at.saturating_add(block * LAYOUT_SAMPLE_STRIDE);
+                }
+            }
+            Ok((class, chooser.choose()))
+        })
+        .collect::<Result<_, ContainerError>>()?;
+    // Histograms of all data in the chosen layouts, a batch at a time.
+    let mut hists: HashMap<&str, Vec<Histogram>> = HashMap::new();
+    for batch in batches(tensors) {
+        let buf = read_batch(source, &batch)?;
+        let base = batch[0].start;
+        let parts: Vec<(&str, Vec<Histogram>)> = batch
+            .par_iter()
+            .filter_map(|p| {
+                let class = plan[p.tensor].as_deref()?;
+                let layout = layouts[class]?;
+                let t = &tensors[p.tensor];
+                let data = &buf[(p.start - base) as usize..(p.end - base) as usize];
+                Some(stream_histograms(t.shuff_dtype()?, layout, data).map(|h| (class, h)).map_err(|e| misaligned(t, e)))
+            })
+            .collect::<Result<_, _>>()?;
+        for (class, h) in parts {
+            let acc = hists.entry(class).or_insert_with(|| vec![Histogram::new(); h.len()]);
+            for (a, h) in acc.iter_mut().zip(&h) {
+                a.merge(h);
+            }
+        }
+    }
+    let mut set = CodebookSet::new(name);
+    for (class, idx) in &members {
+        let (Some(layout), Some(h)) = (layouts[class], hists.get(class)) else { continue };
+        let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
+        let book = build_codebook(dtype, layout, h).map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))?;
+        let prov = provenance(&book, h, concat!("shuff ", env!("CARGO_PKG_VERSION")));
+        set.insert(*class, book, prov);
+    }
+    let plan = plan.into_iter().map(|c| c.filter(|c| set.get(c).is_some())).collect();
+    Ok((set, plan))
+}
+
+/// Frames name their codebook by the low 32 bits of its fingerprint: among the codebooks a file
+/// uses, those must be unique.
+fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
+    let mut seen = BTreeMap::new();
+    for (c, cb) in set.classes() {
+        if let Some(other) = seen.insert(cb.codebook.fingerprint().0 as u32, c) {
+            return Err(ContainerError::Codebook(format!(
+                "classes `{other}` and `{c}` have codebooks with the same 32-bit fingerprint; rename or retrain one"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Compresses the safetensors file `source` into a container written to `out`, a batch at a time:
+/// memory is a few batches ([`BATCH_BYTES`]) whatever the file's size. `progress` gets the input
+/// bytes of each batch coded.
+pub fn compress<S: Source + ?Sized, W: Write>(
+    source: &S,
+    coding: Coding,
+    out: W,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(W, Compressed), ContainerError> {
+    let (header, tensors) = read_source_header(source)?;
+    let trained;
+    let (books, embed): (Vec<Option<Arc<Codebook>>>, Option<&CodebookSet>) = match coding {
+        Coding::Trained { name } => {
+            let (set, plan) = train(source, &tensors, name)?;
+            trained = set;
+            (plan.iter().map(|c| c.as_deref().and_then(|c| trained.codebook(c))).collect(), Some(&trained))
+        }
+        Coding::Set(set) => {
+            let selector = ClassSelector::from_set(set).map_err(|e| ContainerError::Codebook(e.to_string()))?;
+            let books = tensors
+                .iter()
+                .map(|t| {
+                    let dtype = t.shuff_dtype()?;
+                    let class = selector.class_where(&t.name, |c| set.codebook(c).is_some_and(|b| b.dtype() == dtype))?;
+                    set.codebook(class)
+                })
+                .collect();
+            (books, Some(set))
+        }
+        Coding::Class { set, class, filter } => {
+            let book = set.codebook(class).ok_or_else(|| ContainerError::Codebook(format!("class `{class}` is not in the codebook set")))?;
+            let books = tensors
+                .iter()
+                .map(|t| {
+                    let selected = t.shuff_dtype() == Some(book.dtype()) && filter.is_none_or(|re| re.is_match(&t.name));
+                    selected.then(|| Arc::clone(&book))
+                })
+                .collect();
+            (books, None)
+        }
+    };
+    let classes = match (&coding, embed) {
+        (Coding::Class { set, .. }, _) => {
+            check_fingerprints(set)?;
+            1
+        }
+        (_, Some(set)) => {
+            check_fingerprints(set)?;
+            set.len()
+        }
+        (_, None) => 0,
+    };
+
+    let mut writer = ContainerWriter::new(out, embed)?;
+    writer.safetensors_header(&header)?;
+    let opts = EncodeOptions { checksum: true, parallel: true, ..Default::default() };
+    let mut coded = vec![false; tensors.len()];
+    for batch in batches(&tensors) {
+        let buf = read_batch(source, &batch)?;
+        let base = batch[0].start;
+        let stored: Vec<Option<Vec<u8>>> = batch
+            .par_iter()
+            .map(|p| {
+                let data = &buf[(p.start - base) as usize..(p.end - base) as usize];
+                let Some(book) = &books[p.tensor] else { return Ok(None) };
+                let frame = shuff::encode(book, data, opts)
+                    .map_err(|e| ContainerError::Tensor { tensor: tensors[p.tensor].name.clone(), reason: e.to_string() })?;
+                // Tiny tensors that do not shrink would be a few bytes larger as frames.
+                Ok((frame.len() < data.len()).then_some(frame))
+            })
+            .collect::<Result<_, ContainerError>>()?;
+        for (p, frame) in batch.iter().zip(&stored) {
+            match frame {
+                Some(f) => {
+                    writer.frame(f)?;
+                    coded[p.tensor] = true;
+                }
+                None => writer.raw(&buf[(p.start - base) as usize..(p.end - base) as usize])?,
+            }
+        }
+        progress(batch[batch.len() - 1].end - base);
+    }
+    let (out, output_bytes) = writer.finish()?;
+    let summary = Compressed { tensors_coded: coded.iter().filter(|&&c| c).count(), classes, input_bytes: source.len(), output_bytes };
+    Ok((out, summary))
+}
