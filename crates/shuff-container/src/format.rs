@@ -32,8 +32,9 @@ pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MAX_HEADER_SEGMENT_BYTES: u64 = 100 << 20;
 /// The most bytes of an embedded codebook set (a set of 65,535 four-stream classes is ~34 MB).
 pub const MAX_SET_SEGMENT_BYTES: u64 = 64 << 20;
-/// A frame restores to at most this many times its size: every symbol costs at least one bit.
-pub const MAX_FRAME_EXPANSION: u64 = 8;
+/// A frame restores to at most this many times its size: every 64 KiB chunk costs at least 2
+/// bytes (a mode byte and a constant symbol; see `FrameInfo::min_frame_len`).
+pub const MAX_FRAME_EXPANSION: u64 = (shuff::frame::CHUNK_BYTES / 2) as u64;
 
 /// A frame of [`MAX_SEGMENT_BYTES`] of data is at most this much larger than the data (header,
 /// chunk table and per-chunk lane offsets: under 4 MiB even with 255 lanes).

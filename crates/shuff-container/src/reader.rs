@@ -47,16 +47,19 @@ pub struct Container<S: Source> {
 }
 
 fn codebooks_by_fingerprint(set: &CodebookSet) -> HashMap<u32, Book> {
-    let mut books = HashMap::new();
+    // Classes with identical codebooks share a fingerprint harmlessly; only different codebooks
+    // under one 32-bit fingerprint make a frame ambiguous.
+    let mut books: HashMap<u32, (String, Book)> = HashMap::new();
     for (name, c) in set.classes() {
-        let fp = c.codebook.fingerprint().0 as u32;
-        match books.get(&fp) {
-            None => {
-                books.insert(fp, (name.to_string(), Book::One(Arc::clone(&c.codebook))));
-            }
+        let fp = c.codebook.fingerprint();
+        match books.get(&(fp.0 as u32)) {
+            Some((_, Book::One(b))) if b.fingerprint() == fp => {}
             Some((other, _)) => {
                 let other = other.clone();
-                books.insert(fp, (other.clone(), Book::Ambiguous(other, name.to_string())));
+                books.insert(fp.0 as u32, (other.clone(), Book::Ambiguous(other, name.to_string())));
+            }
+            None => {
+                books.insert(fp.0 as u32, (name.to_string(), Book::One(Arc::clone(&c.codebook))));
             }
         }
     }
@@ -306,28 +309,38 @@ impl<S: Source> Container<S> {
             return Err(ContainerError::Tensor { tensor: format!("bytes {start}..{end}"), reason: "outside the file".into() });
         }
         let mut out = vec![0u8; (end - start) as usize];
-        if start == end {
-            return Ok(out);
+        self.read_range_into(start, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out` with the restored bytes from `start` on, reading only the segments they lie in.
+    pub fn read_range_into(&self, start: u64, out: &mut [u8]) -> Result<(), ContainerError> {
+        if start.checked_add(out.len() as u64).is_none_or(|end| end > self.trailer.restored_len) {
+            return Err(ContainerError::Tensor { tensor: format!("bytes from {start}"), reason: "outside the file".into() });
         }
         let data: Vec<usize> = (0..self.segments.len()).filter(|&i| self.segments[i].header.kind.restores()).collect();
         // The first data segment whose restored bytes reach past `start`.
-        let first = data.partition_point(|&i| self.segments[i].restored_start + self.segments[i].header.restored_len <= start);
+        let mut k = data.partition_point(|&i| self.segments[i].restored_start + self.segments[i].header.restored_len <= start);
         let mut filled = 0usize;
-        let mut k = first;
+        let mut buf = Vec::new();
         while filled < out.len() {
             let Some(&i) = data.get(k) else {
                 return Err(ContainerError::BadIndex("the data segments end before the restored length".into()));
             };
             let s = self.segments[i];
-            let mut buf = vec![0u8; s.header.restored_len as usize];
-            self.restore_segments(i..i + 1, &mut buf)?;
             let from = (start + filled as u64).saturating_sub(s.restored_start) as usize;
-            let n = (buf.len() - from).min(out.len() - filled);
-            out[filled..filled + n].copy_from_slice(&buf[from..from + n]);
+            let n = (s.header.restored_len as usize - from).min(out.len() - filled);
+            if from == 0 && n == s.header.restored_len as usize {
+                self.restore_segments(i..i + 1, &mut out[filled..filled + n])?;
+            } else {
+                buf.resize(s.header.restored_len as usize, 0);
+                self.restore_segments(i..i + 1, &mut buf)?;
+                out[filled..filled + n].copy_from_slice(&buf[from..from + n]);
+            }
             filled += n;
             k += 1;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The bytes of the tensor called `name`.

@@ -104,3 +104,48 @@ impl Source for FileSource {
         }
     }
 }
+
+/// Byte slices read as one source, end to end: a safetensors file assembled from a header and
+/// tensors already in memory, compressed without first copying them into one buffer.
+pub struct Concat<'a> {
+    parts: Vec<&'a [u8]>,
+    /// Where each part starts.
+    starts: Vec<u64>,
+    len: u64,
+}
+
+impl<'a> Concat<'a> {
+    /// The parts, in order.
+    pub fn new(parts: Vec<&'a [u8]>) -> Self {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut len = 0u64;
+        for p in &parts {
+            starts.push(len);
+            len += p.len() as u64;
+        }
+        Concat { parts, starts, len }
+    }
+}
+
+impl Source for Concat<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"));
+        }
+        let mut i = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        while !buf.is_empty() {
+            let part = self.parts[i];
+            let from = (offset - self.starts[i]) as usize;
+            let n = (part.len() - from).min(buf.len());
+            buf[..n].copy_from_slice(&part[from..from + n]);
+            buf = &mut buf[n..];
+            offset += n as u64;
+            i += 1;
+        }
+        Ok(())
+    }
+}

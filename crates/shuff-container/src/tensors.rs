@@ -97,6 +97,34 @@ pub fn parse_header(header: &[u8]) -> Result<Vec<TensorEntry>, ContainerError> {
     Ok(out)
 }
 
+/// A safetensors header (8-byte length prefix and JSON, padded with spaces to a multiple of 8 as
+/// safetensors writes it) for tensors laid out back to back in the given order: `(name, dtype as
+/// safetensors spells it, e.g. "BF16", shape, byte length)`. Checked like any header read.
+pub fn build_header(tensors: &[(&str, &str, &[usize], u64)], metadata: Option<&BTreeMap<String, String>>) -> Result<Vec<u8>, ContainerError> {
+    let mut map = serde_json::Map::new();
+    if let Some(m) = metadata {
+        map.insert("__metadata__".into(), serde_json::to_value(m).expect("strings"));
+    }
+    let mut at = 0u64;
+    for &(name, dtype, shape, len) in tensors {
+        if name == "__metadata__" || map.contains_key(name) {
+            return Err(ContainerError::Safetensors(format!("tensor name `{name}` is used twice or reserved")));
+        }
+        let end = at.checked_add(len).ok_or_else(|| ContainerError::Safetensors("tensor sizes overflow".into()))?;
+        map.insert(name.into(), serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [at, end] }));
+        at = end;
+    }
+    let mut json = serde_json::to_vec(&map).expect("JSON values serialize");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut header = (json.len() as u64).to_le_bytes().to_vec();
+    header.extend_from_slice(&json);
+    let parsed = parse_header(&header)?;
+    if parsed.last().map_or(0, |t| t.end - header.len() as u64) != at {
+        return Err(ContainerError::Safetensors("the header does not describe the tensors given".into()));
+    }
+    Ok(header)
+}
+
 /// Reads and parses the header of a safetensors file, checking its tensors fill the file exactly.
 pub fn read_source_header<S: Source + ?Sized>(source: &S) -> Result<(Vec<u8>, Vec<TensorEntry>), ContainerError> {
     let len = source.len();
@@ -261,14 +289,15 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
     Ok((set, plan))
 }
 
-/// Frames name their codebook by the low 32 bits of its fingerprint: among the codebooks a file
-/// uses, those must be unique.
+/// Frames name their codebook by the low 32 bits of its fingerprint: among the different codebooks
+/// a file uses, those must be unique (classes with identical codebooks may share one).
 fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
     let mut seen = BTreeMap::new();
     for (c, cb) in set.classes() {
-        if let Some(other) = seen.insert(cb.codebook.fingerprint().0 as u32, c) {
+        let fp = cb.codebook.fingerprint();
+        if let Some((other, _)) = seen.insert(fp.0 as u32, (c, fp)).filter(|(_, f)| *f != fp) {
             return Err(ContainerError::Codebook(format!(
-                "classes `{other}` and `{c}` have codebooks with the same 32-bit fingerprint; rename or retrain one"
+                "classes `{other}` and `{c}` have different codebooks with the same 32-bit fingerprint; retrain one"
             )));
         }
     }

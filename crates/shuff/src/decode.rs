@@ -456,9 +456,13 @@ pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Finge
     verify_checksum(&info, out)
 }
 
-/// Decodes a frame into a new buffer.
+/// Decodes a frame into a new buffer (allocated only once the frame is long enough to hold what
+/// its header announces: see [`FrameInfo::min_frame_len`]).
 pub fn decode(book: &Codebook, frame: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let info = FrameInfo::parse(frame)?;
+    if frame.len() < info.min_frame_len()? {
+        return Err(DecodeError::Truncated("frame is shorter than the chunks its header announces"));
+    }
     let mut out = vec![0u8; info.decoded_len()?];
     decode_into(book, frame, &mut out)?;
     Ok(out)

@@ -129,6 +129,20 @@ impl FrameInfo {
         Ok(self.decoded_len()?.div_ceil(CHUNK_BYTES))
     }
 
+    /// The fewest bytes a frame with this header can have: the header, and per chunk a mode byte,
+    /// one byte per stream (a constant stream) and, with several chunks, its chunk-table entry.
+    /// (Code lengths of three-stage frames come on top.) A frame shorter than this is corrupt, so
+    /// a decoder that allocates its output checks it first: the output then follows the bytes
+    /// present (at most 64 KiB per 2 bytes), not what a header claims.
+    pub fn min_frame_len(&self) -> Result<usize, DecodeError> {
+        let chunks = self.chunks()?;
+        let per_chunk = 1 + self.layout.stream_count(self.dtype) + if chunks > 1 { 4 } else { 0 };
+        chunks
+            .checked_mul(per_chunk)
+            .and_then(|n| n.checked_add(self.header_len))
+            .ok_or_else(|| DecodeError::Corrupt(format!("element count {} is too large", self.elements)))
+    }
+
     /// Parses and checks a frame header.
     pub fn parse(frame: &[u8]) -> Result<FrameInfo, DecodeError> {
         if frame.len() < 4 {
