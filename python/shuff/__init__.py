@@ -20,10 +20,11 @@ import numpy as np
 
 from . import _shuff
 from ._shuff import Codebook, CodebookSet, Family, ShuffError, Trainer, __version__, frame_info
+from .files import load_file, safe_open, save_file
 
 __all__ = [
     "Codebook", "CodebookSet", "Family", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
-    "decode_frame_into", "byte_view", "dtype_name", "frame_info", "measure",
+    "decode_frame_into", "byte_view", "dtype_name", "frame_info", "measure", "save_file", "load_file", "safe_open",
 ]
 
 # Exact element types a message may carry; the index is stored in the message header.
@@ -113,13 +114,19 @@ def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: s
         return out
     if _is_cuda(frame):
         frame = frame.cpu().numpy()
-    view = byte_view(out)
-    if _is_torch(out) and not out.is_contiguous():
-        raise ShuffError("decode needs a contiguous CPU output tensor")
+    contiguous = out.is_contiguous() if _is_torch(out) else isinstance(out, np.ndarray) and out.flags.c_contiguous
+    # A strided or Fortran-order `out` is decoded into a contiguous copy, then copied back.
+    target = out if contiguous else (out.contiguous() if _is_torch(out) else np.ascontiguousarray(out))
+    view = byte_view(target)
     if isinstance(codebook, Family):
         codebook.decode_into_buffer(frame, view)
     else:
         _shuff.decode_into_buffer(frame, codebook, view)
+    if not contiguous:
+        if _is_torch(out):
+            out.copy_(target)
+        else:
+            out[...] = target
     return out
 
 

@@ -70,3 +70,18 @@ def frame_header(codebook: Codebook, nbytes: int, lanes: int) -> bytes:
     """The version-2 header (no checksum) a device encoder writes before its chunks."""
 def measure(data: Any, codebook: Codebook) -> tuple[int, float, int, int]: ...
 def max_frame_size(dtype: str, layout: str, nbytes: int) -> int: ...
+
+def save_file(tensors: list[tuple[str, str, list[int], Any]], path: str | PathLike[str], book: CodebookSet | None = None,
+              metadata: dict[str, str] | None = None) -> None:
+    """Compresses (name, safetensors dtype, shape, C-contiguous bytes) tensors into a `.shuff`
+    container at `path`, atomically (use `shuff.save_file`, which takes tensors and arrays)."""
+
+class ContainerFile:
+    """An open `.shuff` container; only the tensors asked for are read (use `shuff.safe_open`)."""
+    def __init__(self, path: str | PathLike[str], book: CodebookSet | None = None) -> None: ...
+    def tensors(self) -> list[tuple[str, str, list[int], int]]:
+        """Per tensor, in file order: name, safetensors dtype, shape, byte length."""
+    def header_json(self) -> str:
+        """The stored safetensors header's JSON."""
+    def read_into(self, name: str, out: Any) -> None:
+        """Decodes tensor `name` into `out`, a writable C-contiguous buffer of exactly its size."""

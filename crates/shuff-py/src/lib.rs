@@ -40,6 +40,21 @@ impl Bytes {
         unsafe { std::slice::from_raw_parts(self.buf.buf_ptr() as *const u8, self.buf.len_bytes()) }
     }
 
+    /// The byte range it spans, to refuse an output that overlaps an input: coding would then
+    /// read what it writes (and `&[u8]`/`&mut [u8]` aliasing is undefined behaviour).
+    fn span(&self) -> std::ops::Range<usize> {
+        let start = self.buf.buf_ptr() as usize;
+        start..start + self.buf.len_bytes()
+    }
+
+    fn check_disjoint(&self, other: &Bytes) -> PyResult<()> {
+        let (a, b) = (self.span(), other.span());
+        if a.start < b.end && b.start < a.end {
+            return Err(err("the output buffer overlaps the input; give a separate output"));
+        }
+        Ok(())
+    }
+
     fn slice_mut(&mut self) -> PyResult<&mut [u8]> {
         if self.buf.readonly() {
             return Err(err("output buffer is read-only"));
@@ -146,6 +161,7 @@ impl PyFamily {
     fn decode_into_buffer(&self, py: Python<'_>, frame: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = Bytes::new(frame)?;
         let mut out = Bytes::new(out)?;
+        out.check_disjoint(&frame)?;
         let fam = Arc::clone(&self.inner);
         let dst = out.slice_mut()?;
         py.detach(|| fam.decode_into(frame.slice(), dst)).map_err(err)
@@ -354,6 +370,7 @@ fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook,
 fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>, checksum: bool, lanes: usize) -> PyResult<usize> {
     let bytes = Bytes::new(data)?;
     let mut out = Bytes::new(out)?;
+    out.check_disjoint(&bytes)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
     py.detach(|| encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true, lanes })).map_err(err)
@@ -365,6 +382,7 @@ fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCode
 fn decode_into_buffer(py: Python<'_>, frame: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>) -> PyResult<()> {
     let frame = Bytes::new(frame)?;
     let mut out = Bytes::new(out)?;
+    out.check_disjoint(&frame)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
     py.detach(|| decode_into(&book, frame.slice(), dst)).map_err(err)
@@ -428,6 +446,88 @@ fn max_frame_size(dtype: &str, layout: &str, nbytes: usize) -> PyResult<usize> {
     Ok(max_frame_len(dtype.parse().map_err(err)?, layout.parse().map_err(err)?, nbytes))
 }
 
+/// Compresses tensors into a `.shuff` container file at `path` (written atomically, replacing an
+/// existing file, as safetensors' `save_file` does): `tensors` is a list of (name, safetensors
+/// dtype such as "BF16", shape, C-contiguous byte buffer). With `book`, tensors go to its classes
+/// by their selectors and the set is embedded; without, classes are trained from the tensors
+/// themselves (the policy of `shuff compress`). GIL released; the buffers are read in place.
+#[pyfunction]
+#[pyo3(signature = (tensors, path, book=None, metadata=None))]
+fn save_file(
+    py: Python<'_>,
+    tensors: Vec<(String, String, Vec<usize>, Bound<'_, PyAny>)>,
+    path: std::path::PathBuf,
+    book: Option<&PyCodebookSet>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+) -> PyResult<()> {
+    use shuff_container::{compress, source::Concat, tensors::build_header, AtomicFile, Coding};
+    let buffers: Vec<Bytes> = tensors.iter().map(|(_, _, _, b)| Bytes::new(b)).collect::<PyResult<_>>()?;
+    let described: Vec<(&str, &str, &[usize], u64)> =
+        tensors.iter().zip(&buffers).map(|((n, d, s, _), b)| (n.as_str(), d.as_str(), s.as_slice(), b.slice().len() as u64)).collect();
+    let header = build_header(&described, metadata.as_ref()).map_err(err)?;
+    let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let set = book.map(|b| &b.inner);
+    py.detach(|| {
+        let mut parts = vec![header.as_slice()];
+        parts.extend(buffers.iter().map(Bytes::slice));
+        let source = Concat::new(parts);
+        let coding = match set {
+            Some(set) => Coding::Set(set),
+            None => Coding::Trained { name: &name },
+        };
+        let out = AtomicFile::create(&path, true, &[])?;
+        let (out, _) = compress(&source, coding, out, &|_| ())?;
+        out.commit()
+    })
+    .map_err(err)
+}
+
+/// An open `.shuff` container file: its tensors' names, dtypes and shapes, and each tensor's bytes
+/// read on demand (only that tensor's segments are read).
+#[pyclass(name = "ContainerFile", module = "shuff", frozen)]
+struct PyContainerFile {
+    inner: shuff_container::Container<shuff_container::source::FileSource>,
+}
+
+#[pymethods]
+impl PyContainerFile {
+    /// Opens and checks `path`; `book` decodes files written without an embedded set.
+    #[new]
+    #[pyo3(signature = (path, book=None))]
+    fn open(py: Python<'_>, path: std::path::PathBuf, book: Option<&PyCodebookSet>) -> PyResult<Self> {
+        let source = shuff_container::source::FileSource::open(&path).map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+        let mut inner = py.detach(|| shuff_container::Container::open(source)).map_err(err)?;
+        if let Some(b) = book {
+            inner = inner.with_codebooks(&b.inner);
+        }
+        Ok(PyContainerFile { inner })
+    }
+
+    /// Per tensor, in file order: (name, safetensors dtype, shape, byte length).
+    fn tensors(&self) -> Vec<(String, String, Vec<usize>, u64)> {
+        self.inner.tensors().iter().map(|t| (t.name.clone(), format!("{:?}", t.dtype), t.shape.clone(), t.len())).collect()
+    }
+
+    /// The stored safetensors header's JSON (for `__metadata__`).
+    fn header_json(&self) -> PyResult<String> {
+        let h = self.inner.safetensors_header();
+        Ok(String::from_utf8_lossy(&h[8..]).into_owned())
+    }
+
+    /// Decodes tensor `name` into `out`, a writable C-contiguous buffer of exactly its size (GIL
+    /// released).
+    fn read_into(&self, py: Python<'_>, name: &str, out: &Bound<'_, PyAny>) -> PyResult<()> {
+        let t = self.inner.tensors().iter().find(|t| t.name == name).ok_or_else(|| err(format!("no tensor named `{name}` in the file")))?;
+        let mut out = Bytes::new(out)?;
+        let dst = out.slice_mut()?;
+        if dst.len() as u64 != t.len() {
+            return Err(err(format!("tensor `{name}` has {} bytes, the output {}", t.len(), dst.len())));
+        }
+        let start = t.start;
+        py.detach(|| self.inner.read_range_into(start, dst)).map_err(err)
+    }
+}
+
 #[pymodule]
 fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShuffError", m.py().get_type::<ShuffError>())?;
@@ -443,6 +543,8 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frame_header, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
+    m.add_function(wrap_pyfunction!(save_file, m)?)?;
+    m.add_class::<PyContainerFile>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CHUNK_BYTES", shuff::frame::CHUNK_BYTES)?;
     m.add("MAX_HEADER_BYTES", shuff::frame::MAX_HEADER_BYTES)?;
