@@ -48,7 +48,7 @@ pub const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// Segments are read, coded and written in batches of about this many data bytes: the unit of
 /// parallel work and of memory.
-pub const BATCH_BYTES: u64 = 64 << 20;
+pub const BATCH_BYTES: u64 = 32 << 20;
 
 /// What is wrong with a container file, or with writing one.
 #[derive(Debug, thiserror::Error)]

@@ -49,9 +49,14 @@ impl AtomicFile {
         }
         let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temporary files are private (0600); the output gets what any new file gets (0666
+        // less the umask), as with `cp` or zstd.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = builder
             .tempfile_in(dir)
             .map_err(ContainerError::io(format!("creating a temporary file in {}", dir.display())))?;
         Ok(AtomicFile { tmp: BufWriter::with_capacity(1 << 20, tmp), dest: dest.to_path_buf(), overwrite })

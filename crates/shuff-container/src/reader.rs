@@ -234,13 +234,15 @@ impl<S: Source> Container<S> {
 
     /// The stored bytes of segments `range` (headers included), read in one go, each header
     /// checked against the index.
-    fn read_stored(&self, range: std::ops::Range<usize>) -> Result<Vec<u8>, ContainerError> {
+    /// (Into `buf`, which callers reuse: fresh pages for every batch cost more kernel time
+    /// than the decoding.)
+    fn read_stored(&self, range: std::ops::Range<usize>, buf: &mut Vec<u8>) -> Result<(), ContainerError> {
         let (first, last) = (&self.segments[range.start], &self.segments[range.end - 1]);
         let end = last.offset + SEGMENT_HEADER_BYTES + last.header.stored_len;
         // Bounded: segments are at most MAX_SEGMENT_BYTES (+ frame overhead) each, and callers
         // read at most a batch.
-        let mut buf = vec![0u8; (end - first.offset) as usize];
-        self.source.read_exact_at(&mut buf, first.offset).map_err(ContainerError::io(format!("reading segments {}..{}", range.start, range.end)))?;
+        buf.resize((end - first.offset) as usize, 0);
+        self.source.read_exact_at(buf, first.offset).map_err(ContainerError::io(format!("reading segments {}..{}", range.start, range.end)))?;
         for (i, s) in self.segments[range.clone()].iter().enumerate() {
             let at = (s.offset - first.offset) as usize;
             let stored = SegmentHeader::parse(buf[at..at + SEGMENT_HEADER_BYTES as usize].try_into().expect("24 bytes"), (range.start + i) as u64)?;
@@ -248,12 +250,13 @@ impl<S: Source> Container<S> {
                 return Err(ContainerError::BadSegment { segment: (range.start + i) as u64, what: "its header differs from the index's copy".into() });
             }
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// A segment stored as it is (set, header), checked.
     fn read_plain(&self, i: usize) -> Result<Vec<u8>, ContainerError> {
-        let mut buf = self.read_stored(i..i + 1)?;
+        let mut buf = Vec::new();
+        self.read_stored(i..i + 1, &mut buf)?;
         buf.drain(..SEGMENT_HEADER_BYTES as usize);
         let crc = crc32fast::hash(&buf);
         if crc != self.segments[i].header.crc {
@@ -288,8 +291,8 @@ impl<S: Source> Container<S> {
     }
 
     /// Restores segments `range` into `out` (their restored bytes, back to back), in parallel.
-    fn restore_segments(&self, range: std::ops::Range<usize>, out: &mut [u8]) -> Result<(), ContainerError> {
-        let stored = self.read_stored(range.clone())?;
+    fn restore_segments(&self, range: std::ops::Range<usize>, stored: &mut Vec<u8>, out: &mut [u8]) -> Result<(), ContainerError> {
+        self.read_stored(range.clone(), stored)?;
         let base = self.segments[range.start].offset;
         let mut jobs = Vec::with_capacity(range.len());
         let mut rest = out;
@@ -322,7 +325,7 @@ impl<S: Source> Container<S> {
         // The first data segment whose restored bytes reach past `start`.
         let mut k = data.partition_point(|&i| self.segments[i].restored_start + self.segments[i].header.restored_len <= start);
         let mut filled = 0usize;
-        let mut buf = Vec::new();
+        let (mut buf, mut stored) = (Vec::new(), Vec::new());
         while filled < out.len() {
             let Some(&i) = data.get(k) else {
                 return Err(ContainerError::BadIndex("the data segments end before the restored length".into()));
@@ -331,10 +334,10 @@ impl<S: Source> Container<S> {
             let from = (start + filled as u64).saturating_sub(s.restored_start) as usize;
             let n = (s.header.restored_len as usize - from).min(out.len() - filled);
             if from == 0 && n == s.header.restored_len as usize {
-                self.restore_segments(i..i + 1, &mut out[filled..filled + n])?;
+                self.restore_segments(i..i + 1, &mut stored, &mut out[filled..filled + n])?;
             } else {
                 buf.resize(s.header.restored_len as usize, 0);
-                self.restore_segments(i..i + 1, &mut buf)?;
+                self.restore_segments(i..i + 1, &mut stored, &mut buf)?;
                 out[filled..filled + n].copy_from_slice(&buf[from..from + n]);
             }
             filled += n;
@@ -352,25 +355,46 @@ impl<S: Source> Container<S> {
     /// Restores the whole original file into `out`, a batch of segments at a time (memory: about
     /// two batches, whatever the file's size). `progress` gets the restored bytes of each batch.
     /// On error, what was written so far is incomplete: write to an [`crate::AtomicFile`].
-    pub fn restore_to<W: Write>(&self, mut out: W, progress: &(dyn Fn(u64) + Sync)) -> Result<W, ContainerError> {
+    pub fn restore_to<W: Write + Send>(&self, mut out: W, progress: &(dyn Fn(u64) + Sync)) -> Result<W, ContainerError> {
         out.write_all(&self.header).map_err(ContainerError::io("writing the restored file"))?;
         let data_start = self.segments.iter().position(|s| s.header.kind == SegmentKind::SafetensorsHeader).expect("checked at open") + 1;
-        let mut i = data_start;
-        let mut buf = Vec::new();
-        while i < self.segments.len() {
-            let (mut j, mut bytes) = (i, 0u64);
-            while j < self.segments.len() && (j == i || bytes + self.segments[j].header.restored_len <= BATCH_BYTES) {
-                bytes += self.segments[j].header.restored_len;
-                j += 1;
-            }
-            buf.resize(bytes as usize, 0);
-            self.restore_segments(i..j, &mut buf)?;
-            out.write_all(&buf).map_err(ContainerError::io("writing the restored file"))?;
-            progress(bytes);
-            i = j;
-        }
-        out.flush().map_err(ContainerError::io("writing the restored file"))?;
-        Ok(out)
+        // A pipeline of two, as in compression: the writer thread writes batch k while this one
+        // reads and decodes batch k + 1; the (restored, stored) buffers travel back and forth.
+        let (to_writer, written) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<u8>)>(0);
+        let (recycle, recycled) = std::sync::mpsc::channel::<(Vec<u8>, Vec<u8>)>();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<W, ContainerError> {
+                for (buf, stored) in written {
+                    out.write_all(&buf).map_err(ContainerError::io("writing the restored file"))?;
+                    progress(buf.len() as u64);
+                    let _ = recycle.send((buf, stored));
+                }
+                out.flush().map_err(ContainerError::io("writing the restored file"))?;
+                Ok(out)
+            });
+            let decoding = (|| -> Result<(), ContainerError> {
+                let mut spare = vec![(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+                let mut i = data_start;
+                while i < self.segments.len() {
+                    let (mut j, mut bytes) = (i, 0u64);
+                    while j < self.segments.len() && (j == i || bytes + self.segments[j].header.restored_len <= BATCH_BYTES) {
+                        bytes += self.segments[j].header.restored_len;
+                        j += 1;
+                    }
+                    let (mut buf, mut stored) = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
+                    buf.resize(bytes as usize, 0);
+                    self.restore_segments(i..j, &mut stored, &mut buf)?;
+                    if to_writer.send((buf, stored)).is_err() {
+                        break; // the writer failed: its error is the one to report
+                    }
+                    i = j;
+                }
+                Ok(())
+            })();
+            drop(to_writer);
+            let written = writer.join().expect("the writer thread does not panic");
+            decoding.and(written)
+        })
     }
 }
 

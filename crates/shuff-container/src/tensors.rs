@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use regex::Regex;
 use safetensors::tensor::Metadata;
 use safetensors::Dtype as StDtype;
-use shuff::auto::{build_codebook, plan_classes, provenance, sample_block_bytes, LayoutChooser, LAYOUT_SAMPLE_STRIDE};
+use shuff::auto::{build_codebook, plan_classes, provenance, sample_block_bytes, LayoutChooser, sample_stride, SAMPLE_TRAINS_FROM_BYTES};
 use shuff::stats::{stream_histograms, Histogram};
 use shuff::{ClassSelector, Codebook, CodebookSet, DType, EncodeOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -211,12 +211,12 @@ fn batches(tensors: &[TensorEntry]) -> Vec<Vec<Piece>> {
     out
 }
 
-/// Reads the bytes of a batch (contiguous in the file).
-fn read_batch<S: Source + ?Sized>(source: &S, batch: &[Piece]) -> Result<Vec<u8>, ContainerError> {
+/// Reads the bytes of a batch (contiguous in the file) into `buf`, which callers reuse: fresh
+/// pages for every batch cost more kernel time than the coding.
+fn read_batch<S: Source + ?Sized>(source: &S, batch: &[Piece], buf: &mut Vec<u8>) -> Result<(), ContainerError> {
     let (start, end) = (batch[0].start, batch[batch.len() - 1].end);
-    let mut buf = vec![0u8; (end - start) as usize];
-    source.read_exact_at(&mut buf, start).map_err(ContainerError::io(format!("reading bytes {start}..{end} of the input")))?;
-    Ok(buf)
+    buf.resize((end - start) as usize, 0);
+    source.read_exact_at(buf, start).map_err(ContainerError::io(format!("reading bytes {start}..{end} of the input")))
 }
 
 fn misaligned(t: &TensorEntry, e: shuff::layout::MisalignedTensor) -> ContainerError {
@@ -233,13 +233,15 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
             members.entry(c.as_str()).or_default().push(i);
         }
     }
-    // Layouts, from every LAYOUT_SAMPLE_STRIDE-th block of each tensor, classes in parallel.
-    let layouts: BTreeMap<&str, Option<shuff::Layout>> = members
+    // Layouts, from a sample of blocks of each tensor (shuff::auto::sample_stride), classes in parallel; large
+    // classes take their code from that sample too (shuff::auto::SAMPLE_TRAINS_FROM_BYTES).
+    let sampled: BTreeMap<&str, Option<(shuff::Layout, Option<Vec<Histogram>>)>> = members
         .par_iter()
         .map(|(&class, idx)| {
             let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
             let mut chooser = LayoutChooser::new(dtype);
             let block = sample_block_bytes(dtype);
+            let stride = sample_stride(idx.iter().map(|&i| tensors[i].len()).sum());
             let mut buf = Vec::new();
             for &i in idx {
                 let t = &tensors[i];
@@ -249,34 +251,44 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
                     buf.resize((end - at) as usize, 0);
                     source.read_exact_at(&mut buf, at).map_err(ContainerError::io("reading the input"))?;
                     chooser.add(&buf).map_err(|e| misaligned(t, e))?;
-                    at = at.saturating_add(block * LAYOUT_SAMPLE_STRIDE);
+                    at = at.saturating_add(block * stride);
                 }
             }
-            Ok((class, chooser.choose()))
+            let enough = chooser.sampled_bytes() >= SAMPLE_TRAINS_FROM_BYTES;
+            Ok((class, chooser.choose().map(|l| (l, enough.then(|| chooser.histograms(l).to_vec())))))
         })
         .collect::<Result<_, ContainerError>>()?;
-    // Histograms of all data in the chosen layouts, a batch at a time.
+    // Smaller classes: histograms of all their data in the chosen layout, a piece at a time.
+    let pieces: Vec<Piece> = batches(tensors).into_iter().flatten().collect();
+    let parts: Vec<(&str, Vec<Histogram>)> = pieces
+        .par_iter()
+        .filter_map(|p| {
+            let class = plan[p.tensor].as_deref()?;
+            let (layout, None) = sampled[class].as_ref()? else { return None };
+            let t = &tensors[p.tensor];
+            let dtype = t.shuff_dtype()?;
+            let mut buf = vec![0u8; (p.end - p.start) as usize];
+            let read = source.read_exact_at(&mut buf, p.start).map_err(ContainerError::io("reading the input"));
+            Some(read.and_then(|()| stream_histograms(dtype, *layout, &buf).map(|h| (class, h)).map_err(|e| misaligned(t, e))))
+        })
+        .collect::<Result<_, _>>()?;
     let mut hists: HashMap<&str, Vec<Histogram>> = HashMap::new();
-    for batch in batches(tensors) {
-        let buf = read_batch(source, &batch)?;
-        let base = batch[0].start;
-        let parts: Vec<(&str, Vec<Histogram>)> = batch
-            .par_iter()
-            .filter_map(|p| {
-                let class = plan[p.tensor].as_deref()?;
-                let layout = layouts[class]?;
-                let t = &tensors[p.tensor];
-                let data = &buf[(p.start - base) as usize..(p.end - base) as usize];
-                Some(stream_histograms(t.shuff_dtype()?, layout, data).map(|h| (class, h)).map_err(|e| misaligned(t, e)))
-            })
-            .collect::<Result<_, _>>()?;
-        for (class, h) in parts {
-            let acc = hists.entry(class).or_insert_with(|| vec![Histogram::new(); h.len()]);
-            for (a, h) in acc.iter_mut().zip(&h) {
-                a.merge(h);
-            }
+    for (class, h) in parts {
+        let acc = hists.entry(class).or_insert_with(|| vec![Histogram::new(); h.len()]);
+        for (a, h) in acc.iter_mut().zip(&h) {
+            a.merge(h);
         }
     }
+    let layouts: BTreeMap<&str, Option<shuff::Layout>> = sampled
+        .into_iter()
+        .map(|(class, s)| {
+            let layout = s.as_ref().map(|(l, _)| *l);
+            if let Some((_, Some(h))) = s {
+                hists.insert(class, h);
+            }
+            (class, layout)
+        })
+        .collect();
     let mut set = CodebookSet::new(name);
     for (class, idx) in &members {
         let (Some(layout), Some(h)) = (layouts[class], hists.get(class)) else { continue };
@@ -304,10 +316,67 @@ fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// One batch on its way through the pipeline: the input bytes of its pieces, and the frames coded
+/// from them (buffers reused from batch to batch: fresh pages cost more kernel time than coding).
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Piece>,
+    input: Vec<u8>,
+    frames: Vec<Vec<u8>>,
+    /// Per piece, the frame's length, or `None` to store the piece raw.
+    lens: Vec<Option<usize>>,
+}
+
+impl Batch {
+    fn code<S: Source + ?Sized>(
+        &mut self,
+        source: &S,
+        pieces: Vec<Piece>,
+        tensors: &[TensorEntry],
+        books: &[Option<Arc<Codebook>>],
+        opts: EncodeOptions,
+    ) -> Result<(), ContainerError> {
+        self.pieces = pieces;
+        read_batch(source, &self.pieces, &mut self.input)?;
+        let base = self.pieces[0].start;
+        let input = &self.input;
+        self.frames.resize_with(self.frames.len().max(self.pieces.len()), Vec::new);
+        // Pieces are coded in parallel; a frame's own chunks too only when there are too few
+        // pieces to keep every thread busy (its parallel path stages and copies its chunks).
+        let opts = EncodeOptions { parallel: self.pieces.len() < 2 * rayon::current_num_threads(), ..opts };
+        self.lens = self
+            .pieces
+            .par_iter()
+            .zip(self.frames.par_iter_mut())
+            .map(|(p, frame)| {
+                let data = &input[(p.start - base) as usize..(p.end - base) as usize];
+                let Some(book) = &books[p.tensor] else { return Ok(None) };
+                frame.resize(shuff::max_frame_len(book.dtype(), book.layout(), data.len()), 0);
+                let n = shuff::encode_into(book, data, frame, opts)
+                    .map_err(|e| ContainerError::Tensor { tensor: tensors[p.tensor].name.clone(), reason: e.to_string() })?;
+                // Tiny tensors that do not shrink would be a few bytes larger as frames.
+                Ok((n < data.len()).then_some(n))
+            })
+            .collect::<Result<_, ContainerError>>()?;
+        Ok(())
+    }
+
+    fn write<W: Write>(&self, writer: &mut ContainerWriter<W>) -> Result<(), ContainerError> {
+        let base = self.pieces[0].start;
+        for ((p, n), frame) in self.pieces.iter().zip(&self.lens).zip(&self.frames) {
+            match n {
+                Some(n) => writer.frame(&frame[..*n])?,
+                None => writer.raw(&self.input[(p.start - base) as usize..(p.end - base) as usize])?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Compresses the safetensors file `source` into a container written to `out`, a batch at a time:
 /// memory is a few batches ([`BATCH_BYTES`]) whatever the file's size. `progress` gets the input
 /// bytes of each batch coded.
-pub fn compress<S: Source + ?Sized, W: Write>(
+pub fn compress<S: Source + ?Sized, W: Write + Send>(
     source: &S,
     coding: Coding,
     out: W,
@@ -361,32 +430,39 @@ pub fn compress<S: Source + ?Sized, W: Write>(
     writer.safetensors_header(&header)?;
     let opts = EncodeOptions { checksum: true, parallel: true, ..Default::default() };
     let mut coded = vec![false; tensors.len()];
-    for batch in batches(&tensors) {
-        let buf = read_batch(source, &batch)?;
-        let base = batch[0].start;
-        let stored: Vec<Option<Vec<u8>>> = batch
-            .par_iter()
-            .map(|p| {
-                let data = &buf[(p.start - base) as usize..(p.end - base) as usize];
-                let Some(book) = &books[p.tensor] else { return Ok(None) };
-                let frame = shuff::encode(book, data, opts)
-                    .map_err(|e| ContainerError::Tensor { tensor: tensors[p.tensor].name.clone(), reason: e.to_string() })?;
-                // Tiny tensors that do not shrink would be a few bytes larger as frames.
-                Ok((frame.len() < data.len()).then_some(frame))
-            })
-            .collect::<Result<_, ContainerError>>()?;
-        for (p, frame) in batch.iter().zip(&stored) {
-            match frame {
-                Some(f) => {
-                    writer.frame(f)?;
-                    coded[p.tensor] = true;
-                }
-                None => writer.raw(&buf[(p.start - base) as usize..(p.end - base) as usize])?,
+    // A pipeline of two: the writer thread writes batch k while this one reads and codes batch
+    // k + 1 (writing alone kept a core idle a third of the time). Buffers travel back and forth,
+    // so memory is two batches whatever the file's size.
+    let (to_writer, written) = std::sync::mpsc::sync_channel::<Batch>(0);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
+    let finished = std::thread::scope(|scope| {
+        let writer_thread = scope.spawn(move || -> Result<(W, u64), ContainerError> {
+            for b in written {
+                b.write(&mut writer)?;
+                progress(b.input.len() as u64);
+                let _ = recycle.send(b);
             }
-        }
-        progress(batch[batch.len() - 1].end - base);
-    }
-    let (out, output_bytes) = writer.finish()?;
+            writer.finish()
+        });
+        let coding = (|| -> Result<(), ContainerError> {
+            let mut spare = vec![Batch::default(), Batch::default()];
+            for pieces in batches(&tensors) {
+                let mut b = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
+                b.code(source, pieces, &tensors, &books, opts)?;
+                for (p, n) in b.pieces.iter().zip(&b.lens) {
+                    coded[p.tensor] |= n.is_some();
+                }
+                if to_writer.send(b).is_err() {
+                    break; // the writer failed: its error is the one to report
+                }
+            }
+            Ok(())
+        })();
+        drop(to_writer);
+        let written = writer_thread.join().expect("the writer thread does not panic");
+        coding.and(written)
+    });
+    let (out, output_bytes) = finished?;
     let summary = Compressed { tensors_coded: coded.iter().filter(|&&c| c).count(), classes, input_bytes: source.len(), output_bytes };
     Ok((out, summary))
 }

@@ -24,10 +24,27 @@ use std::collections::BTreeMap;
 /// distribution).
 pub const SMALL_CLASS_BYTES: u64 = 256 << 10;
 
-/// Of each tensor, every `LAYOUT_SAMPLE_STRIDE`-th block of [`sample_block_bytes`] is sampled to
-/// choose the layout (from the first block on, so every tensor is seen). Layouts differ by whole
-/// percent, so a 1/8 sample never picks a worse one by more than noise.
+/// Of each tensor, every `LAYOUT_SAMPLE_STRIDE`-th block of [`sample_block_bytes`] (at least;
+/// see [`sample_stride`]) is sampled to choose the layout (from the first block on, so every
+/// tensor is seen). Layouts differ by whole percent, so a 1/8 sample never picks a worse one by
+/// more than noise.
 pub const LAYOUT_SAMPLE_STRIDE: u64 = 8;
+
+/// Classes larger than this are sampled more sparsely, so that their sample stays about this size:
+/// counting every layout of the sample was a quarter of compression time on a 3 GB checkpoint,
+/// and 32 MiB of symbols pin a code down as well as 400 MiB do.
+pub const LAYOUT_SAMPLE_BYTES: u64 = 32 << 20;
+
+/// The block stride for sampling a class of `class_bytes`.
+pub fn sample_stride(class_bytes: u64) -> u64 {
+    LAYOUT_SAMPLE_STRIDE.max(class_bytes / LAYOUT_SAMPLE_BYTES)
+}
+
+/// A class whose layout sample holds at least this many bytes gets its code from the sample, not
+/// from a second pass over all of its data: at this size the sampled distribution's code is the
+/// full data's to within noise (measured on a 3 GB bf16 checkpoint: 1.5004 vs 1.5005 ratio), and
+/// the pass cost a third of compression time.
+pub const SAMPLE_TRAINS_FROM_BYTES: u64 = 8 << 20;
 
 /// Bytes of one sampled block for `dtype`: 64 KiB rounded down to whole elements.
 pub fn sample_block_bytes(dtype: DType) -> u64 {
@@ -88,6 +105,16 @@ impl LayoutChooser {
     /// An empty sample of `dtype` data.
     pub fn new(dtype: DType) -> Self {
         LayoutChooser { dtype, hists: Layout::ALL.iter().map(|&l| (l, vec![Histogram::new(); l.stream_count(dtype)])).collect() }
+    }
+
+    /// Bytes sampled so far.
+    pub fn sampled_bytes(&self) -> u64 {
+        self.hists.first().map_or(0, |(l, h)| h.iter().map(Histogram::total).sum::<u64>() * self.dtype.size() as u64 / l.stream_count(self.dtype) as u64)
+    }
+
+    /// The sample's per-stream histograms in `layout`.
+    pub fn histograms(&self, layout: Layout) -> &[Histogram] {
+        &self.hists.iter().find(|(l, _)| *l == layout).expect("every layout is sampled").1
     }
 
     /// Adds one sampled block (whole elements).
