@@ -356,42 +356,56 @@ fn markdown(r: &Report) -> String {
     s
 }
 
+/// Classes that get plots of their own in report.html (the largest; the table lists them all):
+/// a file with a thousand classes made a 1.2 GB report.
+const MAX_PLOTTED_CLASSES: usize = 24;
+
 fn html(r: &Report) -> String {
+    use crate::svg::esc;
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>shuff analyze</title><style>body{font-family:sans-serif;max-width:1340px;margin:auto;padding:1em}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
          .plots{display:flex;flex-wrap:wrap;gap:8px}h2{margin-top:1.5em}</style></head><body><h1>shuff analyze</h1>",
     );
-    writeln!(s, "<p>Codebooks trained on {} step(s) (average of per-step distributions), measured on <code>{}</code>. Compressibility = 1 − coded/original. Run took {:.1} s.</p>", r.trained_on.len(), short(&r.held_out), r.seconds).unwrap();
+    writeln!(s, "<p>Codebooks trained on {} step(s) (average of per-step distributions), measured on <code>{}</code>. Compressibility = 1 − coded/original. Run took {:.1} s.</p>", r.trained_on.len(), esc(&short(&r.held_out)), r.seconds).unwrap();
     for l in &r.layouts {
         writeln!(s, "<h2>{} layout</h2><table><tr><th>class</th><th>Shannon %</th><th>per-shard Huffman %</th><th>+ code %</th><th>fixed %</th><th>fixed − Huffman pp</th><th>fixed − Shannon pp</th></tr>", l.layout).unwrap();
         for (c, p) in l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("all", &l.total.1))) {
-            writeln!(s, "<tr><td>{c}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:+.2}</td><td>{:+.2}</td></tr>", p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp).unwrap();
+            writeln!(s, "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:+.2}</td><td>{:+.2}</td></tr>", esc(c), p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp).unwrap();
         }
-        s.push_str("</table><div class=\"plots\">");
-        let cats: Vec<String> = l.classes.keys().cloned().collect();
-        let col = |f: &dyn Fn(&Percent) -> f64| l.classes.values().map(|c| f(&c.percent)).collect::<Vec<f64>>();
+        s.push_str("</table>");
+        let mut plotted: Vec<(&String, &ClassReport)> = l.classes.iter().collect();
+        plotted.sort_by_key(|(_, c)| std::cmp::Reverse(c.sizes.original_bits));
+        if plotted.len() > MAX_PLOTTED_CLASSES {
+            writeln!(s, "<p>Plots show the {MAX_PLOTTED_CLASSES} largest of {} classes.</p>", plotted.len()).unwrap();
+            plotted.truncate(MAX_PLOTTED_CLASSES);
+        }
+        plotted.sort_by_key(|(c, _)| *c);
+        s.push_str("<div class=\"plots\">");
+        let cats: Vec<String> = plotted.iter().map(|(c, _)| (*c).clone()).collect();
+        let col = |f: &dyn Fn(&Percent) -> f64| plotted.iter().map(|(_, c)| f(&c.percent)).collect::<Vec<f64>>();
         s.push_str(&svg::bars(
             &format!("Compressibility by class ({})", l.layout),
             "%",
             &cats,
             &[("Shannon", col(&|p| p.shannon)), ("Huffman", col(&|p| p.huffman)), ("Huffman + code", col(&|p| p.huffman_with_code)), ("single-stage", col(&|p| p.fixed))],
         ));
-        let drift: Vec<(String, Vec<(f64, f64)>)> = l.classes.iter().map(|(c, cr)| (c.clone(), cr.excess_by_distance.iter().map(|&(d, e)| (d as f64, e)).collect())).collect();
+        let drift: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.excess_by_distance.iter().map(|&(d, e)| (d as f64, e)).collect())).collect();
         s.push_str(&svg::lines(&format!("Fixed − Huffman vs steps between training and use ({})", l.layout), "steps", "pp", &drift, false));
         // From 10 bits: 8 and 9 cost whole points and would flatten the interesting part (report.md has them).
-        let lens: Vec<(String, Vec<(f64, f64)>)> = l.classes.iter().map(|(c, cr)| (c.clone(), cr.by_max_len.iter().filter(|&&(m, _)| m >= 10).map(|&(m, v)| (f64::from(m), v - cr.unlimited)).collect())).collect();
+        let lens: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.by_max_len.iter().filter(|&&(m, _)| m >= 10).map(|&(m, v)| (f64::from(m), v - cr.unlimited)).collect())).collect();
         s.push_str(&svg::lines(&format!("Max code length: compressibility vs unlimited ({})", l.layout), "max code length (bits)", "pp", &lens, false));
         s.push_str("</div><p><small>Bars: the Shannon bound, each shard's own Huffman code (payload, then with the 128 bytes per stream of sending it), \
             and the single-stage codebook. Drift: a codebook built from one step, used k steps later, against each shard's own code (0 = as good). \
             Max code length: the fixed codebook built with a length limit, against the same code unlimited.</small></p>");
-        for (c, cr) in &l.classes {
+        for (c, cr) in &plotted {
+            let c = esc(c);
             writeln!(s, "<h3>{} — {c}</h3><p><small>KL(row ‖ column) of the symbol distributions, bits per element: how much a code built for the column costs extra on the row. \
                 Small, uniform values are what makes one fixed codebook per class work.</small></p><div class=\"plots\">", l.layout).unwrap();
             s.push_str(&svg::heatmap(&format!("KL across layers, bits/element ({c})"), &cr.kl_layers.0, &cr.kl_layers.1));
             s.push_str(&svg::heatmap(&format!("KL across shards ({c})"), &cr.kl_shards.0, &cr.kl_shards.1));
             s.push_str(&svg::heatmap(&format!("KL across steps ({c})"), &cr.kl_steps.0, &cr.kl_steps.1));
-            let dist: Vec<(String, Vec<(f64, f64)>)> = cr.layer_distributions.iter().map(|(lay, p)| (lay.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())).collect();
+            let dist: Vec<(String, Vec<(f64, f64)>)> = cr.layer_distributions.iter().take(16).map(|(lay, p)| (lay.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())).collect();
             s.push_str(&svg::lines(&format!("Symbol distribution per layer ({c}, main stream)"), "symbol value", "probability", &dist, true));
             let counts: Vec<String> = (1..=16).map(|l| l.to_string()).collect();
             s.push_str(&svg::bars(&format!("Code lengths of the trained codebook ({c})"), "symbols", &counts, &[("symbols", cr.code_length_counts[1..].iter().map(|&v| v as f64).collect())]));

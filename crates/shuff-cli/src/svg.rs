@@ -13,8 +13,9 @@ const B: f64 = 60.0;
 /// Colour-blind-safe palette (Okabe–Ito).
 const COLORS: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// `s` as HTML/SVG text or attribute value (tensor and class names come from files).
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// A "nice" tick step for a range.
@@ -122,14 +123,22 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(
     s
 }
 
-/// Heatmap of a square matrix (e.g. KL divergences), white (0) to dark blue (max), values printed.
+/// Rows and columns a heatmap shows at most (the report's size must not grow with the square of a
+/// file's layer count).
+pub const MAX_HEATMAP: usize = 48;
+
+/// Heatmap of a square matrix (e.g. KL divergences), white (0) to dark blue (max), values printed;
+/// the first [`MAX_HEATMAP`] rows and columns.
 pub fn heatmap(title: &str, labels: &[String], m: &[Vec<f64>]) -> String {
+    let title = if labels.len() > MAX_HEATMAP { format!("{title}, first {MAX_HEATMAP} of {}", labels.len()) } else { title.to_string() };
+    let (title, labels) = (title.as_str(), &labels[..labels.len().min(MAX_HEATMAP)]);
+    let m: Vec<&[f64]> = m.iter().take(MAX_HEATMAP).map(|r| &r[..r.len().min(MAX_HEATMAP)]).collect();
     let n = labels.len().max(1);
     let cell = (240.0 / n as f64).clamp(14.0, 40.0);
     let (x0, y0) = (90.0, 40.0);
     let height = y0 + cell * n as f64 + 20.0;
     let mut s = open(title, height.max(120.0));
-    let max = m.iter().flatten().copied().filter(|v| v.is_finite()).fold(0f64, f64::max).max(1e-12);
+    let max = m.iter().flat_map(|r| r.iter()).copied().filter(|v| v.is_finite()).fold(0f64, f64::max).max(1e-12);
     for (i, row) in m.iter().enumerate() {
         write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 4.0, y0 + cell * (i as f64 + 0.6), esc(&labels[i])).unwrap();
         for (j, &v) in row.iter().enumerate() {
