@@ -181,7 +181,16 @@ def _envelope(read) -> tuple[int, str, tuple[int, ...], int]:
     dims = read(_HEAD.size, end)
     if len(dims) < 8 * ndim:
         raise ShuffError("message is shorter than its shape")
-    return kind, _EXACT[exact], struct.unpack(f"<{ndim}Q", dims), end
+    shape = struct.unpack(f"<{ndim}Q", dims)
+    # The shape is checked against the frame's own element count before anything is allocated:
+    # a damaged or hostile envelope must be a ShuffError, not a MemoryError.
+    elements = frame_info(read(end, end + _shuff.MAX_HEADER_BYTES))[2]
+    n = 1
+    for d in shape:
+        n *= d
+    if n != elements:
+        raise ShuffError(f"message shape {shape} holds {n} elements, its frame {elements}")
+    return kind, _EXACT[exact], shape, end
 
 
 def _decode_cuda(msg: Any, book: CodebookSet | Codebook, cls: str | None, out: Any) -> Any:

@@ -111,3 +111,21 @@ def test_strided_outputs_are_decoded_into(steps):
     out_np = np.asfortranarray(np.zeros(tuple(x.shape), np.float32))
     shuff.decode_frame_into(frame, book, out_np)
     assert np.array_equal(out_np, x.numpy())
+
+
+def test_hostile_messages_and_sizes_raise_shuff_error(steps):
+    x = steps[4]["layer1.ffn1_act.x.shard0"]
+    tr = shuff.Trainer()
+    tr.add("c", "bf16", "bytes", 0, shuff.byte_view(x))
+    book = tr.build("t")
+    msg = bytearray(shuff.encode(x, book, "c"))
+    # A shape claiming 2^40 × 2^20 elements: refused before allocating, as a ShuffError.
+    import struct
+
+    bad = msg[:8] + struct.pack("<2Q", 1 << 40, 1 << 20) + msg[8 + 16 :]
+    with pytest.raises(shuff.ShuffError, match="elements"):
+        shuff.decode(bytes(bad), book, "c")
+    with pytest.raises(shuff.ShuffError):
+        shuff.decode(bytes(msg[:10]), book, "c")
+    with pytest.raises(shuff.ShuffError):
+        shuff._shuff.max_frame_size("bf16", "bytes", 2**64 - 1)

@@ -19,6 +19,19 @@ fn err(e: impl std::fmt::Display) -> PyErr {
     ShuffError::new_err(e.to_string())
 }
 
+/// Runs `f` with the GIL released; its error, or a panic (which pyo3 would raise as a
+/// PanicException, a BaseException that `except Exception` does not catch), becomes ShuffError.
+fn released<T: Send, E: std::fmt::Display + Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, E> + Send) -> PyResult<T> {
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(err(e)),
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            Err(err(format!("internal error (please report it): {what}")))
+        }
+    }
+}
+
 /// A read-only view of a C-contiguous buffer of bytes, valid while `buf` is held.
 struct Bytes {
     buf: PyBuffer<u8>,
@@ -135,7 +148,7 @@ impl PyFamily {
         let bytes = Bytes::new(data)?;
         let fam = Arc::clone(&self.inner);
         let k = fam.layout().stream_count(fam.dtype());
-        let m = py.detach(|| fam.choose(bytes.slice(), stride)).map_err(err)?;
+        let m = released(py, || fam.choose(bytes.slice(), stride))?;
         Ok(m[..k].to_vec())
     }
     /// A frame of `data` (tensor bytes), each stream coded by `members[s]` or, without, by the member
@@ -154,7 +167,7 @@ impl PyFamily {
                 Ok(a)
             })
             .transpose()?;
-        let frame = py.detach(|| fam.encode(bytes.slice(), EncodeOptions { checksum, parallel: true, lanes }, members)).map_err(err)?;
+        let frame = released(py, || fam.encode(bytes.slice(), EncodeOptions { checksum, parallel: true, lanes }, members))?;
         Ok(PyBytes::new(py, &frame))
     }
     /// Decodes a frame of this family into `out`, a writable buffer of exactly the decoded size.
@@ -164,7 +177,9 @@ impl PyFamily {
         out.check_disjoint(&frame)?;
         let fam = Arc::clone(&self.inner);
         let dst = out.slice_mut()?;
-        py.detach(|| fam.decode_into(frame.slice(), dst)).map_err(err)
+        // A copy of the frame: another thread writing it meanwhile cannot change what is decoded.
+        let frame = frame.slice().to_vec();
+        released(py, || fam.decode_into(&frame, dst))
     }
     /// `choose` from per-stream symbol counts (one list of 256 per stream) counted elsewhere (the
     /// GPU coder counts its sample on the device).
@@ -323,7 +338,7 @@ impl PyTrainer {
     fn add(&mut self, py: Python<'_>, cls: &str, dtype: &str, layout: &str, batch: u64, data: &Bound<'_, PyAny>, source: &str) -> PyResult<()> {
         let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
         let bytes = Bytes::new(data)?;
-        let hists = py.detach(|| stream_histograms(dtype, layout, bytes.slice())).map_err(err)?;
+        let hists = released(py, || stream_histograms(dtype, layout, bytes.slice()))?;
         self.layouts.insert(cls.to_string(), layout);
         self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
     }
@@ -351,15 +366,13 @@ impl PyTrainer {
 fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook, checksum: bool, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = Bytes::new(data)?;
     let book = Arc::clone(&codebook.inner);
-    let frame = py
-        .detach(|| {
-            let input = bytes.slice();
-            let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), input.len())];
-            let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true, lanes })?;
-            out.truncate(n);
-            Ok::<_, shuff::EncodeError>(out)
-        })
-        .map_err(err)?;
+    let frame = released(py, || {
+        let input = bytes.slice();
+        let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), input.len())];
+        let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true, lanes })?;
+        out.truncate(n);
+        Ok::<_, shuff::EncodeError>(out)
+    })?;
     Ok(PyBytes::new(py, &frame))
 }
 
@@ -373,7 +386,7 @@ fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCode
     out.check_disjoint(&bytes)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
-    py.detach(|| encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true, lanes })).map_err(err)
+    released(py, || encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true, lanes }))
 }
 
 /// Decodes `frame` with `codebook` into `out`, a writable buffer of exactly the decoded size
@@ -385,7 +398,9 @@ fn decode_into_buffer(py: Python<'_>, frame: &Bound<'_, PyAny>, codebook: &PyCod
     out.check_disjoint(&frame)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
-    py.detach(|| decode_into(&book, frame.slice(), dst)).map_err(err)
+    // A copy of the frame: another thread writing it meanwhile cannot change what is decoded.
+    let frame = frame.slice().to_vec();
+    released(py, || decode_into(&book, &frame, dst))
 }
 
 /// The header of a frame: (dtype, layout, elements, decoded bytes, fingerprint32 or None).
@@ -433,17 +448,21 @@ fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lane
 fn measure(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook) -> PyResult<(u64, f64, u64, u64)> {
     let bytes = Bytes::new(data)?;
     let book = Arc::clone(&codebook.inner);
-    py.detach(|| {
-        let hists = stream_histograms(book.dtype(), book.layout(), bytes.slice()).map_err(err)?;
-        let huffman = three_stage(&hists, book.max_len().max(book.layout().default_max_len())).map_err(err)?;
-        Ok((8 * bytes.slice().len() as u64, shannon_bits(&hists), huffman.payload_bits, book.coded_bits(&hists)))
+    released(py, || {
+        let hists = stream_histograms(book.dtype(), book.layout(), bytes.slice()).map_err(|e| e.to_string())?;
+        let huffman = three_stage(&hists, book.max_len().max(book.layout().default_max_len())).map_err(|e| e.to_string())?;
+        Ok::<_, String>((8 * bytes.slice().len() as u64, shannon_bits(&hists), huffman.payload_bits, book.coded_bits(&hists)))
     })
 }
 
 /// Worst-case frame size for `nbytes` of tensor data.
 #[pyfunction]
 fn max_frame_size(dtype: &str, layout: &str, nbytes: usize) -> PyResult<usize> {
-    Ok(max_frame_len(dtype.parse().map_err(err)?, layout.parse().map_err(err)?, nbytes))
+    let n = max_frame_len(dtype.parse().map_err(err)?, layout.parse().map_err(err)?, nbytes);
+    if n > isize::MAX as usize {
+        return Err(err(format!("a message of {nbytes} bytes is larger than any buffer can be")));
+    }
+    Ok(n)
 }
 
 /// Compresses tensors into a `.shuff` container file at `path` (written atomically, replacing an
@@ -467,7 +486,7 @@ fn save_file(
     let header = build_header(&described, metadata.as_ref()).map_err(err)?;
     let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let set = book.map(|b| &b.inner);
-    py.detach(|| {
+    released(py, || {
         let mut parts = vec![header.as_slice()];
         parts.extend(buffers.iter().map(Bytes::slice));
         let source = Concat::new(parts);
@@ -479,7 +498,6 @@ fn save_file(
         let (out, _) = compress(&source, coding, out, &|_| ())?;
         out.commit()
     })
-    .map_err(err)
 }
 
 /// An open `.shuff` container file: its tensors' names, dtypes and shapes, and each tensor's bytes
@@ -496,7 +514,7 @@ impl PyContainerFile {
     #[pyo3(signature = (path, book=None))]
     fn open(py: Python<'_>, path: std::path::PathBuf, book: Option<&PyCodebookSet>) -> PyResult<Self> {
         let source = shuff_container::source::FileSource::open(&path).map_err(|e| err(format!("reading {}: {e}", path.display())))?;
-        let mut inner = py.detach(|| shuff_container::Container::open(source)).map_err(err)?;
+        let mut inner = released(py, || shuff_container::Container::open(source))?;
         if let Some(b) = book {
             inner = inner.with_codebooks(&b.inner);
         }
@@ -524,7 +542,7 @@ impl PyContainerFile {
             return Err(err(format!("tensor `{name}` has {} bytes, the output {}", t.len(), dst.len())));
         }
         let start = t.start;
-        py.detach(|| self.inner.read_range_into(start, dst)).map_err(err)
+        released(py, || self.inner.read_range_into(start, dst))
     }
 }
 

@@ -277,8 +277,10 @@ pub(crate) fn read_u32(buf: &[u8], pos: &mut usize, what: &'static str) -> Resul
 /// per stream for a three-stage code. (A stream is coded only when that, lane sizes included, is
 /// smaller than storing it raw.)
 pub fn max_frame_len(dtype: DType, layout: Layout, len: usize) -> usize {
+    // Saturating: for a length near usize::MAX the bound is usize::MAX, which no allocation meets
+    // (it wrapped to a small number before).
     let chunks = len.div_ceil(CHUNK_BYTES);
-    len + MAX_HEADER_BYTES + 5 * chunks + 128 * layout.stream_count(dtype)
+    len.saturating_add(MAX_HEADER_BYTES + 5 * chunks + 128 * layout.stream_count(dtype))
 }
 
 #[cfg(test)]
