@@ -171,31 +171,33 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
     let mut held_out: Option<TensorFile> = None;
     for (step, path) in inputs.iter().enumerate() {
         let file = TensorFile::open(path)?;
-        let tensors = file.tensors(None)?;
-        for (li, &layout) in layouts.iter().enumerate() {
-            let mut part: Vec<TensorStats> = tensors
-                .par_iter()
-                .filter_map(|t| {
-                    let class = Naming::capture(&naming.group, &t.name)?;
-                    Some((class, t))
-                })
-                .map(|(class, t)| {
-                    let hists = stream_histograms(t.dtype, layout, t.data)?;
-                    let huffman_bits = three_stage(&hists, layout.default_max_len())?.payload_bits;
-                    Ok(TensorStats {
-                        step,
-                        layer: Naming::capture(&naming.layer, &t.name).unwrap_or_else(|| "-".into()),
-                        shard: Naming::capture(&naming.shard, &t.name).unwrap_or_else(|| "-".into()),
-                        class,
-                        dtype: t.dtype,
-                        hists,
-                        huffman_bits,
-                        bytes: t.data.len(),
+        file.for_each_group(None, |tensors| {
+            for (li, &layout) in layouts.iter().enumerate() {
+                let mut part: Vec<TensorStats> = tensors
+                    .par_iter()
+                    .filter_map(|t| {
+                        let class = Naming::capture(&naming.group, &t.name)?;
+                        Some((class, t))
                     })
-                })
-                .collect::<Result<_>>()?;
-            stats[li].append(&mut part);
-        }
+                    .map(|(class, t)| {
+                        let hists = stream_histograms(t.dtype, layout, &t.data).with_context(|| format!("tensor `{}`", t.name))?;
+                        let huffman_bits = three_stage(&hists, layout.default_max_len())?.payload_bits;
+                        Ok(TensorStats {
+                            step,
+                            layer: Naming::capture(&naming.layer, &t.name).unwrap_or_else(|| "-".into()),
+                            shard: Naming::capture(&naming.shard, &t.name).unwrap_or_else(|| "-".into()),
+                            class,
+                            dtype: t.dtype,
+                            hists,
+                            huffman_bits,
+                            bytes: t.data.len(),
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                stats[li].append(&mut part);
+            }
+            Ok(())
+        })?;
         if step == last {
             held_out = Some(file);
         }
@@ -204,7 +206,7 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
     for (li, &layout) in layouts.iter().enumerate() {
         let st = &stats[li];
         if st.is_empty() {
-            bail!("no tensor name matches --group `{}`", naming.group.as_str());
+            bail!("no tensor name matches --group `{}`; the last step has: {}", naming.group.as_str(), held_out.some_names());
         }
         let max_len = layout.default_max_len();
         let classes: BTreeMap<&str, DType> = st.iter().map(|t| (t.class.as_str(), t.dtype)).collect();
@@ -224,15 +226,19 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
             set.insert(class, book, prov);
         }
         // The held-out step, measured exactly as `shuff eval` measures it.
-        let measured: Vec<(String, Sizes)> = held_out
-            .tensors(None)?
-            .par_iter()
-            .filter_map(|t| Naming::capture(&naming.group, &t.name).map(|c| (c, t)))
-            .map(|(c, t)| {
-                let sizes = measure(&set.codebook(&c).expect("trained"), t.data, max_len, None)?;
-                Ok((c, sizes))
-            })
-            .collect::<Result<_>>()?;
+        let mut measured: Vec<(String, Sizes)> = Vec::new();
+        held_out.for_each_group(None, |tensors| {
+            let mut part: Vec<(String, Sizes)> = tensors
+                .par_iter()
+                .filter_map(|t| Naming::capture(&naming.group, &t.name).map(|c| (c, t)))
+                .map(|(c, t)| {
+                    let sizes = measure(&set.codebook(&c).expect("trained"), &t.data, max_len, None)?;
+                    Ok((c, sizes))
+                })
+                .collect::<Result<_>>()?;
+            measured.append(&mut part);
+            Ok(())
+        })?;
         let mut class_sizes: BTreeMap<String, Sizes> = BTreeMap::new();
         let mut total = Sizes::default();
         for (c, s) in &measured {

@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<()> {
                 .flat_map(|t| t.data.iter().copied())
                 .collect();
             if source.is_empty() {
-                bail!("no {} tensor in {} matches `{pattern}`", cb.codebook.dtype(), input.display());
+                bail!("no {} tensor in {} matches `{pattern}`; it has: {}", cb.codebook.dtype(), input.display(), file.some_names());
             }
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
             let rows = pool.install(|| {
@@ -528,19 +528,21 @@ fn train(map: &ClassSelector, layout: Layout, max_len: u32, rule: Rule, name: &s
     let pb = progress(inputs.len(), "train");
     for (batch, path) in inputs.iter().enumerate() {
         let file = TensorFile::open(path)?;
-        let tensors = file.tensors(None)?;
-        let assigned: Vec<_> = tensors.iter().filter_map(|t| map.class_of(&t.name).map(|c| (c, t))).collect();
-        let hists: Vec<_> = assigned
-            .par_iter()
-            .map(|(c, t)| {
-                shuff::stats::stream_histograms(t.dtype, layout, t.data)
-                    .map(|h| (*c, t.dtype, h))
-                    .with_context(|| format!("{}: tensor {}", file.path, t.name))
-            })
-            .collect::<Result<_>>()?;
-        for (class, dtype, h) in hists {
-            trainer.add_histograms(class, dtype, layout, batch as u64, &h, &file.short_name())?;
-        }
+        file.for_each_group(None, |tensors| {
+            let assigned: Vec<_> = tensors.iter().filter_map(|t| map.class_of(&t.name).map(|c| (c, t))).collect();
+            let hists: Vec<_> = assigned
+                .par_iter()
+                .map(|(c, t)| {
+                    shuff::stats::stream_histograms(t.dtype, layout, &t.data)
+                        .map(|h| (*c, t, h))
+                        .with_context(|| format!("{}: tensor `{}`", file.path, t.name))
+                })
+                .collect::<Result<_>>()?;
+            for (class, t, h) in hists {
+                trainer.add_histograms(class, t.dtype, layout, batch as u64, &h, &file.short_name()).with_context(|| format!("{}: tensor `{}`", file.path, t.name))?;
+            }
+            Ok(())
+        })?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -601,31 +603,33 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
     let pb = progress(inputs.len(), "eval");
     for path in inputs {
         let file = TensorFile::open(path)?;
-        let tensors = file.tensors(filter)?;
-        let mut part: Vec<TensorRow> = tensors
-            .par_iter()
-            .filter_map(|t| map.class_of(&t.name).map(|c| (c, t)))
-            .map(|(class, t)| {
-                let cb = set.get(class).expect("selectors come from the set");
-                let book = &cb.codebook;
-                if book.dtype() != t.dtype {
-                    bail!("tensor {} is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
-                }
-                let max_len = if cb.provenance.max_len > 0 { cb.provenance.max_len } else { book.max_len() };
-                let family = families.get(class).map(Vec::as_slice);
-                let sizes = measure(book, t.data, max_len, family).with_context(|| format!("tensor {}", t.name))?;
-                Ok(TensorRow {
-                    file: file.short_name(),
-                    name: t.name.clone(),
-                    class: class.to_string(),
-                    dtype: t.dtype.to_string(),
-                    layout: book.layout().to_string(),
-                    percent: sizes.percent(),
-                    sizes,
+        file.for_each_group(filter, |tensors| {
+            let mut part: Vec<TensorRow> = tensors
+                .par_iter()
+                .filter_map(|t| map.class_of(&t.name).map(|c| (c, t)))
+                .map(|(class, t)| {
+                    let cb = set.get(class).expect("selectors come from the set");
+                    let book = &cb.codebook;
+                    if book.dtype() != t.dtype {
+                        bail!("tensor `{}` is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
+                    }
+                    let max_len = if cb.provenance.max_len > 0 { cb.provenance.max_len } else { book.max_len() };
+                    let family = families.get(class).map(Vec::as_slice);
+                    let sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
+                    Ok(TensorRow {
+                        file: file.short_name(),
+                        name: t.name.clone(),
+                        class: class.to_string(),
+                        dtype: t.dtype.to_string(),
+                        layout: book.layout().to_string(),
+                        percent: sizes.percent(),
+                        sizes,
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
-        rows.append(&mut part);
+                .collect::<Result<_>>()?;
+            rows.append(&mut part);
+            Ok(())
+        })?;
         pb.inc(1);
     }
     pb.finish_and_clear();

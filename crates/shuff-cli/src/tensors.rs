@@ -1,31 +1,36 @@
-//! Reading tensors from safetensors files, and assigning them to classes.
+//! Reading tensors from safetensors files a group at a time: the header is checked against the
+//! file's size before anything else is read (the container crate's parser), and tensor data is
+//! read in groups of about [`GROUP_BYTES`], so memory follows the largest tensor, not the file.
 
 use anyhow::{bail, Context, Result};
 use regex::Regex;
-use safetensors::SafeTensors;
 use shuff::{ClassSelector, DType};
+use shuff_container::source::{FileSource, Source};
+use shuff_container::tensors::{read_source_header, TensorEntry};
 use std::path::Path;
 
-/// A whole safetensors file in memory.
+/// Tensors are read and processed (in parallel) in groups of about this many bytes.
+const GROUP_BYTES: u64 = 256 << 20;
+
+/// An open safetensors file.
 pub struct TensorFile {
     pub path: String,
-    bytes: Vec<u8>,
+    source: FileSource,
+    entries: Vec<TensorEntry>,
 }
 
-/// One tensor of a file, borrowed from it.
-pub struct TensorRef<'a> {
+/// One tensor, read from its file.
+pub struct Tensor {
     pub name: String,
     pub dtype: DType,
-    pub data: &'a [u8],
+    pub data: Vec<u8>,
 }
-
-pub use shuff_container::tensors::dtype_of;
 
 impl TensorFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-        Ok(TensorFile { path: path.display().to_string(), bytes })
+        let source = FileSource::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, entries) = read_source_header(&source).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        Ok(TensorFile { path: path.display().to_string(), source, entries })
     }
 
     /// File name without directories, for display.
@@ -33,23 +38,47 @@ impl TensorFile {
         Path::new(&self.path).file_name().map_or(self.path.clone(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// Tensors whose name matches `filter` (all if `None`), in file order (by offset), skipping
-    /// dtypes shuff does not code.
-    pub fn tensors(&self, filter: Option<&Regex>) -> Result<Vec<TensorRef<'_>>> {
-        let st = SafeTensors::deserialize(&self.bytes)?;
-        let mut out = Vec::new();
-        for (name, view) in st.tensors() {
-            if filter.is_some_and(|re| !re.is_match(&name)) {
+    /// A few of the file's tensor names, for an error saying a selector matched nothing.
+    pub fn some_names(&self) -> String {
+        let names: Vec<&str> = self.entries.iter().take(8).map(|t| t.name.as_str()).collect();
+        let more = if self.entries.len() > names.len() { format!(", … ({} tensors)", self.entries.len()) } else { String::new() };
+        format!("{}{more}", names.join(", "))
+    }
+
+    /// Calls `f` on the tensors whose name matches `filter` (all if `None`) and whose dtype shuff
+    /// codes, in file order, a group of about [`GROUP_BYTES`] at a time.
+    pub fn for_each_group(&self, filter: Option<&Regex>, mut f: impl FnMut(Vec<Tensor>) -> Result<()>) -> Result<()> {
+        let mut group: Vec<Tensor> = Vec::new();
+        let mut bytes = 0;
+        for e in &self.entries {
+            let Some(dtype) = e.shuff_dtype() else { continue };
+            if filter.is_some_and(|re| !re.is_match(&e.name)) {
                 continue;
             }
-            let Some(dtype) = dtype_of(view.dtype()) else { continue };
-            let data: &[u8] = view.data();
-            // Borrow from our own buffer, not the temporary SafeTensors.
-            let start = data.as_ptr() as usize - self.bytes.as_ptr() as usize;
-            out.push(TensorRef { name, dtype, data: &self.bytes[start..start + data.len()] });
+            if bytes + e.len() > GROUP_BYTES && !group.is_empty() {
+                f(std::mem::take(&mut group))?;
+                bytes = 0;
+            }
+            let mut data = vec![0u8; e.len() as usize];
+            self.source.read_exact_at(&mut data, e.start).with_context(|| format!("reading tensor `{}` of {}", e.name, self.path))?;
+            bytes += e.len();
+            group.push(Tensor { name: e.name.clone(), dtype, data });
         }
-        out.sort_by_key(|t| t.data.as_ptr() as usize);
-        Ok(out)
+        if !group.is_empty() {
+            f(group)?;
+        }
+        Ok(())
+    }
+
+    /// All the tensors `filter` selects, at once (for commands that need them together: bench and
+    /// the demo, on one class's tensors).
+    pub fn tensors(&self, filter: Option<&Regex>) -> Result<Vec<Tensor>> {
+        let mut all = Vec::new();
+        self.for_each_group(filter, |mut g| {
+            all.append(&mut g);
+            Ok(())
+        })?;
+        Ok(all)
     }
 }
 
