@@ -8,10 +8,56 @@ use regex::Regex;
 use shuff::CodebookSet;
 use shuff_container::source::{FileSource, Source};
 use shuff_container::{compress, AtomicFile, Coding, Compressed, Container};
+use std::io::Write;
 use std::path::Path;
 
+/// The input file, or for `-` standard input spooled to an anonymous temporary file (the
+/// container is read out of order: index first, then any tensor).
 fn open_input(path: &Path) -> Result<FileSource> {
+    if path == Path::new("-") {
+        let mut spool = tempfile::tempfile().context("creating a temporary file for standard input")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool).context("reading standard input")?;
+        return FileSource::from_file(spool).context("reading standard input");
+    }
     FileSource::open(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Where an output goes: a file written atomically, or standard output for `-`.
+enum Output {
+    File(AtomicFile),
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+}
+
+impl Output {
+    fn create(path: &Path, force: bool, input: &Path) -> Result<Self> {
+        if path == Path::new("-") {
+            return Ok(Output::Stdout(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())));
+        }
+        Ok(Output::File(AtomicFile::create(path, force, &[input])?))
+    }
+
+    fn commit(self) -> Result<()> {
+        match self {
+            Output::File(f) => Ok(f.commit()?),
+            Output::Stdout(mut w) => Ok(w.flush().context("writing standard output")?),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::File(f) => f.write(buf),
+            Output::Stdout(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::File(f) => f.flush(),
+            Output::Stdout(w) => w.flush(),
+        }
+    }
 }
 
 fn bar(total: u64, what: &str, show: bool) -> ProgressBar {
@@ -28,7 +74,7 @@ fn bar(total: u64, what: &str, show: bool) -> ProgressBar {
 /// Compresses `input` into a container at `output` (see [`Coding`]).
 pub fn compress_file(input: &Path, output: &Path, coding: Coding, force: bool, progress: bool) -> Result<Compressed> {
     let source = open_input(input)?;
-    let out = AtomicFile::create(output, force, &[input])?;
+    let out = Output::create(output, force, input)?;
     let bar = bar(source.len(), "compressing", progress);
     let (out, summary) = compress(&source, coding, out, &|n| bar.inc(n)).with_context(|| format!("compressing {}", input.display()))?;
     bar.finish_and_clear();
@@ -43,7 +89,7 @@ pub fn restore_file(input: &Path, output: &Path, book: Option<&CodebookSet>, for
     if let Some(set) = book {
         c = c.with_codebooks(set);
     }
-    let out = AtomicFile::create(output, force, &[input])?;
+    let out = Output::create(output, force, input)?;
     let bar = bar(c.restored_len(), "restoring", progress);
     let out = c.restore_to(out, &|n| bar.inc(n)).with_context(|| format!("restoring {}", input.display()))?;
     bar.finish_and_clear();

@@ -370,3 +370,13 @@ fn analyze_escapes_names_and_bounds_the_report() {
     assert!(html.contains("&lt;script&gt;"));
     assert!(html.len() < 4 << 20, "report.html is {} bytes", html.len());
 }
+
+/// `-` is standard input or output, as with gzip and zstd.
+#[test]
+fn compress_and_decompress_through_pipes() {
+    let bin = env!("CARGO_BIN_EXE_shuff");
+    let model = repo().join("tests/data/whisper-sample.safetensors");
+    let script = format!("'{bin}' compress -q -o - '{m}' | '{bin}' decompress -q -o - - | cmp - '{m}'", m = model.display());
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

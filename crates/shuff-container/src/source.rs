@@ -70,6 +70,11 @@ impl FileSource {
         Ok(FileSource { len: meta.len(), file })
     }
 
+    /// Reads from an already open file (e.g. standard input spooled to an anonymous temporary file).
+    pub fn from_file(file: std::fs::File) -> io::Result<Self> {
+        Ok(FileSource { len: file.metadata()?.len(), file })
+    }
+
     /// The open file.
     pub fn file(&self) -> &std::fs::File {
         &self.file
