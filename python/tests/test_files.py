@@ -129,3 +129,27 @@ def test_hostile_messages_and_sizes_raise_shuff_error(steps):
         shuff.decode(bytes(msg[:10]), book, "c")
     with pytest.raises(shuff.ShuffError):
         shuff._shuff.max_frame_size("bf16", "bytes", 2**64 - 1)
+
+
+def test_the_cli_and_python_train_identical_codebooks(tmp_path, steps):
+    """One trainer, one default per layout (12 bits for bytes, 16 for exponent): `shuff train` and
+    `shuff.Trainer` give the same code from the same tensors."""
+    import subprocess
+
+    from conftest import REPO
+
+    cli = REPO / "target" / "release" / "shuff"
+    assert cli.exists(), "build the CLI first: cargo build --release -p shuff-cli (scripts/test-all does)"
+    files = [str(SAMPLE / f"step{s:03d}.safetensors") for s in range(4)]
+    for layout in ("bytes", "exponent"):
+        out = tmp_path / f"{layout}.json"
+        subprocess.run([str(cli), "train", "--layout", layout, "--class", "act", "--match", r"ffn1_act\.x", "-o", str(out), *files],
+                       check=True, capture_output=True)
+        tr = shuff.Trainer()
+        for b, s in enumerate(steps[:4]):
+            for name, t in s.items():
+                if "ffn1_act.x" in name:
+                    tr.add("act", "bf16", layout, b, shuff.byte_view(t))
+        mine, theirs = tr.build("p").codebook("act"), shuff.CodebookSet.load(out).codebook("act")
+        assert mine.fingerprint == theirs.fingerprint, layout
+        assert max(max(s) for s in mine.lengths()) <= (12 if layout == "bytes" else 16)

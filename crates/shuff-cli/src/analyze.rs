@@ -7,7 +7,7 @@
 //! layers, shards and steps), how the fixed code's excess grows with the distance in steps between
 //! training and use, and what a maximum code length costs.
 
-use crate::measure::{measure, Percent, Sizes};
+use shuff::measure::{measure, Percent, Sizes};
 use crate::svg;
 use crate::tensors::TensorFile;
 use anyhow::{bail, Context, Result};

@@ -4,7 +4,6 @@ mod analyze;
 mod bench;
 mod files;
 mod huff0;
-mod measure;
 mod inspect;
 mod svg;
 mod tensors;
@@ -12,7 +11,7 @@ mod tensors;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use measure::{measure, Sizes};
+use shuff::measure::{self, measure, Sizes};
 use rayon::prelude::*;
 use regex::Regex;
 use serde::Serialize;
@@ -280,7 +279,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train { layout, max_len, classes, matches, rule, name, output, binary, c_header, inputs } => {
             let rule = parse_rule(&rule)?;
             let map = selector_from_args(&classes, &matches)?;
-            let max_len = max_len.unwrap_or(layout.default_max_len());
+            // 0: the layout's default, the library's rule (shuff::Trainer::new).
+            let max_len = max_len.unwrap_or(0);
             let set = train(&map, layout, max_len, rule, &name, &inputs)?;
             write_atomic(&output, set.to_json().as_bytes())?;
             if let Some(p) = binary {
@@ -613,7 +613,7 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
                     if book.dtype() != t.dtype {
                         bail!("tensor `{}` is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
                     }
-                    let max_len = if cb.provenance.max_len > 0 { cb.provenance.max_len } else { book.max_len() };
+                    let max_len = measure::reference_max_len(book, Some(&cb.provenance));
                     let family = families.get(class).map(Vec::as_slice);
                     let sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
                     Ok(TensorRow {

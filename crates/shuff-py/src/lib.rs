@@ -9,7 +9,6 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shuff::stats::stream_histograms;
-use shuff::train::{shannon_bits, three_stage};
 use shuff::{decode_into, encode_into, max_frame_len, Codebook, CodebookSet, DType, EncodeOptions, FrameInfo, Layout, Trainer};
 use std::sync::Arc;
 
@@ -321,8 +320,6 @@ impl PyCodebookSet {
 #[pyclass(name = "Trainer", module = "shuff")]
 struct PyTrainer {
     inner: Trainer,
-    max_len: Option<u32>,
-    layouts: std::collections::BTreeMap<String, Layout>,
 }
 
 #[pymethods]
@@ -330,7 +327,8 @@ impl PyTrainer {
     #[new]
     #[pyo3(signature = (max_len=None))]
     fn new(max_len: Option<u32>) -> Self {
-        PyTrainer { inner: Trainer::new(max_len.unwrap_or(16)), max_len, layouts: Default::default() }
+        // 0: each layout's default, as `shuff train` (the library's one rule).
+        PyTrainer { inner: Trainer::new(max_len.unwrap_or(0)) }
     }
     /// Counts `data` (a tensor's bytes) into class `cls`, batch `batch`.
     #[pyo3(signature = (cls, dtype, layout, batch, data, source=""))]
@@ -339,7 +337,6 @@ impl PyTrainer {
         let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
         let bytes = Bytes::new(data)?;
         let hists = released(py, || stream_histograms(dtype, layout, bytes.slice()))?;
-        self.layouts.insert(cls.to_string(), layout);
         self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
     }
     /// Class names seen so far.
@@ -349,14 +346,7 @@ impl PyTrainer {
     /// Builds one codebook per class into a set named `name`. Maximum code length: the one given
     /// to the constructor, else each layout's default (12 for bytes, 16 for planes/exponent).
     fn build(&self, name: &str) -> PyResult<PyCodebookSet> {
-        let mut set = CodebookSet::new(name);
-        for class in self.inner.class_names() {
-            let layout = self.layouts[class];
-            let t = self.inner.clone().with_max_len(self.max_len.unwrap_or(layout.default_max_len()));
-            let (book, prov) = t.build_class(class).map_err(err)?;
-            set.insert(class, book, prov);
-        }
-        Ok(PyCodebookSet { inner: set })
+        Ok(PyCodebookSet { inner: self.inner.build(name).map_err(err)? })
     }
 }
 
@@ -448,11 +438,8 @@ fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lane
 fn measure(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook) -> PyResult<(u64, f64, u64, u64)> {
     let bytes = Bytes::new(data)?;
     let book = Arc::clone(&codebook.inner);
-    released(py, || {
-        let hists = stream_histograms(book.dtype(), book.layout(), bytes.slice()).map_err(|e| e.to_string())?;
-        let huffman = three_stage(&hists, book.max_len().max(book.layout().default_max_len())).map_err(|e| e.to_string())?;
-        Ok::<_, String>((8 * bytes.slice().len() as u64, shannon_bits(&hists), huffman.payload_bits, book.coded_bits(&hists)))
-    })
+    let s = released(py, || shuff::measure::measure(&book, bytes.slice(), shuff::measure::reference_max_len(&book, None), None))?;
+    Ok((s.original_bits, s.shannon_bits, s.huffman_bits, s.fixed_bits))
 }
 
 /// Worst-case frame size for `nbytes` of tensor data.

@@ -39,6 +39,7 @@ pub mod classes;
 pub use classes::{BadSelector, ClassSelector};
 pub use set::{ClassBook, CodebookSet, Provenance};
 pub mod select;
+pub mod measure;
 pub mod train;
 pub use train::{Rule, Trainer};
 pub mod decode;

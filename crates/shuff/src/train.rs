@@ -78,7 +78,9 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A trainer for codes of at most `max_len` bits, using the paper's average rule.
+    /// A trainer for codes of at most `max_len` bits, using the paper's average rule; 0: each
+    /// class's layout default ([`Layout::default_max_len`]: 12 for bytes, 16 for planes and
+    /// exponent), the default of `shuff train` and of Python's `shuff.Trainer`.
     pub fn new(max_len: u32) -> Self {
         Trainer { max_len, rule: Rule::Average, classes: BTreeMap::new() }
     }
@@ -171,13 +173,14 @@ impl Trainer {
     pub fn build_class(&self, class: &str) -> Result<(Codebook, Provenance), TrainError> {
         let c = self.classes.get(class).ok_or_else(|| TrainError::Empty(class.into()))?;
         let dists = self.distributions(class)?;
-        let book = Codebook::from_distributions(c.dtype, c.layout, &dists, self.max_len)?;
+        let max_len = if self.max_len == 0 { c.layout.default_max_len() } else { self.max_len };
+        let book = Codebook::from_distributions(c.dtype, c.layout, &dists, max_len)?;
         let provenance = Provenance {
             trained_on: c.sources.clone(),
             batches: c.batches.len(),
             symbols: c.batches.values().flatten().map(Histogram::total).sum(),
             rule: self.rule.to_string(),
-            max_len: self.max_len,
+            max_len,
             training_entropy_bits: dists.iter().map(Distribution::entropy).collect(),
             expected_code_len_bits: dists.iter().zip(book.streams()).map(|(d, s)| d.expected_length(s.lengths())).collect(),
             created_by: concat!("shuff ", env!("CARGO_PKG_VERSION")).into(),

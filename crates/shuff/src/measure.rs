@@ -1,11 +1,13 @@
 //! The numbers every report is made of: for a message, its size under the Shannon bound, under its
 //! own (three-stage) Huffman code with and without the cost of sending that code, and under a fixed
-//! codebook. `eval` and `analyze` both use this, so their numbers agree exactly.
+//! codebook. `shuff eval`, `shuff analyze` and Python's `shuff.measure` all use this, so their
+//! numbers agree exactly.
 
+use crate::set::Provenance;
+use crate::stats::{compressibility, stream_histograms};
+use crate::train::{shannon_bits, three_stage};
+use crate::Codebook;
 use serde::Serialize;
-use shuff::stats::{compressibility, stream_histograms};
-use shuff::train::{shannon_bits, three_stage};
-use shuff::Codebook;
 
 /// Sizes in bits of one message (or a sum of messages).
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
@@ -34,9 +36,13 @@ pub struct Sizes {
 /// Compressibility percentages (`100 × (1 − coded/original)`) of [`Sizes`].
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Percent {
+    /// Under the Shannon bound.
     pub shannon: f64,
+    /// Under each message's own Huffman code, payload only.
     pub huffman: f64,
+    /// The same with the cost of sending the code.
     pub huffman_with_code: f64,
+    /// Under the fixed codebook.
     pub fixed: f64,
     /// `fixed − huffman`, percentage points (negative: the fixed codebook is worse).
     pub fixed_vs_huffman_pp: f64,
@@ -49,6 +55,7 @@ pub struct Percent {
 }
 
 impl Sizes {
+    /// Adds another message's (or sum's) sizes.
     pub fn add(&mut self, o: &Sizes) {
         self.messages += o.messages;
         self.elements += o.elements;
@@ -61,6 +68,7 @@ impl Sizes {
         self.estimate_error_bits += o.estimate_error_bits;
     }
 
+    /// As compressibility percentages.
     pub fn percent(&self) -> Percent {
         let o = self.original_bits as f64;
         let pct = |bits: f64| 100.0 * compressibility(bits, o);
@@ -82,6 +90,26 @@ impl Sizes {
     }
 }
 
+/// Why a message could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// Its bytes are not whole elements.
+    #[error(transparent)]
+    Misaligned(#[from] crate::layout::MisalignedTensor),
+    /// The per-message reference code could not be built.
+    #[error(transparent)]
+    Code(#[from] crate::huffman::CodeError),
+}
+
+/// The maximum code length of the per-message Huffman reference a fixed codebook is compared
+/// with: the one it was trained with (from its provenance), else its layout's default — and never
+/// shorter than the codebook's own longest code.
+pub fn reference_max_len(book: &Codebook, provenance: Option<&Provenance>) -> u32 {
+    let trained = provenance.map_or(0, |p| p.max_len);
+    let base = if trained > 0 { trained } else { book.layout().default_max_len() };
+    base.max(book.max_len())
+}
+
 /// Stride of the sample that picks a candidate codebook (1/17 of the symbols). A prime: tensor
 /// rows are multiples of 16 or 64 wide, and a stride dividing the row width samples the same few
 /// columns of every row — which, with per-channel scales, biased the estimate by 2% at stride 16.
@@ -89,13 +117,13 @@ pub const SELECT_STRIDE: usize = 17;
 
 /// Measures tensor bytes `data` against `book` (its dtype and layout), with per-message Huffman
 /// codes of at most `max_len` bits, and optionally against a family of candidate codebooks.
-pub fn measure(book: &Codebook, data: &[u8], max_len: u32, family: Option<&[Codebook]>) -> anyhow::Result<Sizes> {
+pub fn measure(book: &Codebook, data: &[u8], max_len: u32, family: Option<&[Codebook]>) -> Result<Sizes, MeasureError> {
     let hists = stream_histograms(book.dtype(), book.layout(), data)?;
     let three = three_stage(&hists, max_len)?;
     let (mut shift_family_bits, mut estimate_error_bits) = (0, 0.0);
     if let Some(family) = family.filter(|f| !f.is_empty()) {
         let refs: Vec<&Codebook> = family.iter().collect();
-        let (i, estimate) = shuff::select::choose(&refs, data, SELECT_STRIDE)?.expect("non-empty family");
+        let (i, estimate) = crate::select::choose(&refs, data, SELECT_STRIDE)?.expect("non-empty family");
         let exact = family[i].coded_bits(&hists);
         shift_family_bits = exact + 2;
         estimate_error_bits = (estimate - exact as f64).abs();
