@@ -502,13 +502,7 @@ fn fmt_bits(v: &[f64]) -> String {
 /// Loads a codebook set, JSON or binary by content.
 pub fn load_book(path: &Path) -> Result<CodebookSet> {
     let bytes = std::fs::read(path).with_context(|| format!("reading codebook {}", path.display()))?;
-    let set = if bytes.starts_with(b"SHCB") {
-        CodebookSet::from_bytes(&bytes)
-    } else {
-        let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("codebook file is neither JSON nor binary"))?;
-        CodebookSet::from_json(text)
-    };
-    set.with_context(|| format!("loading codebook {}", path.display()))
+    CodebookSet::from_either(&bytes).with_context(|| format!("loading codebook {}", path.display()))
 }
 
 /// Writes `bytes` to `path` atomically (see `shuff_container::output`), replacing it if it exists.

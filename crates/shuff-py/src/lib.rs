@@ -267,19 +267,13 @@ impl PyCodebookSet {
     /// Parses a set from JSON text or binary bytes.
     #[staticmethod]
     fn from_bytes_or_json(data: &[u8]) -> PyResult<Self> {
-        let inner = if data.starts_with(b"SHCB") {
-            CodebookSet::from_bytes(data)
-        } else {
-            CodebookSet::from_json(std::str::from_utf8(data).map_err(|_| err("codebook data is neither JSON nor binary"))?)
-        };
-        Ok(PyCodebookSet { inner: inner.map_err(err)? })
+        Ok(PyCodebookSet { inner: CodebookSet::from_either(data).map_err(err)? })
     }
     /// Writes the set, as binary if `path` ends in `.bin` or `.shcb`, else as JSON (atomically).
     fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
         let binary = matches!(path.extension().and_then(|e| e.to_str()), Some("bin" | "shcb"));
         let bytes = if binary { self.inner.to_bytes() } else { self.inner.to_json().into_bytes() };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| err(format!("writing {}: {e}", path.display())))
+        shuff_container::AtomicFile::create(&path, true, &[]).and_then(|f| f.write_all_and_commit(&bytes)).map_err(err)
     }
     fn to_json(&self) -> String {
         self.inner.to_json()

@@ -252,6 +252,16 @@ impl CodebookSet {
         out
     }
 
+    /// Parses either form, told apart by content (the binary form starts with `SHCB`): what a
+    /// codebook file holds, whichever its name says.
+    pub fn from_either(bytes: &[u8]) -> Result<Self, CodebookError> {
+        if bytes.starts_with(MAGIC) {
+            return CodebookSet::from_bytes(bytes);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| CodebookError::Malformed("codebook data is neither JSON nor binary (`SHCB`)".into()))?;
+        CodebookSet::from_json(text)
+    }
+
     /// Parses and validates the binary form. Never panics, whatever the bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CodebookError> {
         let mut r = ByteReader { bytes, pos: 0, wide: false };
