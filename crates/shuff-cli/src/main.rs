@@ -36,8 +36,12 @@ enum Command {
     /// per-batch symbol distributions (the paper's rule). Several classes fill one set with repeated
     /// `--class NAME --match REGEX` pairs; a tensor goes to the first class whose regex matches.
     ///
-    /// Example: shuff train --layout exponent --class ffn1_act --match 'ffn1_act\.' \
-    ///              --class weight --match '\.weight\.' -o book.json step000.safetensors step001.safetensors
+    /// Example (on the committed sample):
+    ///
+    ///     shuff train --layout exponent --class ffn1_act --match 'ffn1_act\.x' \
+    ///         --class weight --match '\.weight' -o book.json \
+    ///         tests/data/minilm-sample/step000.safetensors tests/data/minilm-sample/step001.safetensors
+    #[command(verbatim_doc_comment)]
     Train {
         /// How element bytes become symbol streams: bytes (the paper's), planes, exponent.
         #[arg(long, default_value = "bytes")]
@@ -228,8 +232,8 @@ enum Command {
         /// How the inputs are ordered into steps: `given` (command-line order), `name` (file names
         /// in natural order: step2 before step10), or `metadata` (the files' safetensors metadata
         /// "step" value, as tools/capture_minilm.py writes it). The last step is held out.
-        #[arg(long, default_value = "given")]
-        step_order: String,
+        #[arg(long, value_enum, default_value_t = StepOrder::Given)]
+        step_order: StepOrder,
         /// Report directory.
         #[arg(short, long)]
         output: PathBuf,
@@ -248,18 +252,48 @@ enum Command {
         #[arg(short, long, default_value = "shuff-demo-report")]
         output: PathBuf,
     },
+    /// Print a shell completion script: `shuff completions bash > /etc/bash_completion.d/shuff`,
+    /// `shuff completions zsh > ~/.zfunc/_shuff`, `shuff completions fish > ~/.config/fish/completions/shuff.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Convert a codebook set between its forms: JSON, compact binary, C header.
     Export {
         /// Codebook set (JSON or binary).
         #[arg(long)]
         book: PathBuf,
-        /// Output format: json, binary, c.
-        #[arg(long)]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// How `analyze` orders its inputs into steps.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum StepOrder {
+    /// Command-line order.
+    Given,
+    /// File names in natural order (step2 before step10).
+    Name,
+    /// The files' safetensors metadata "step" value.
+    Metadata,
+}
+
+/// The forms of a codebook set.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    /// The readable JSON form, with provenance.
+    Json,
+    /// The compact binary form (`SHCB`).
+    #[value(alias = "bin")]
+    Binary,
+    /// A C header with codes and lengths.
+    #[value(alias = "h")]
+    C,
 }
 
 fn main() {
@@ -368,7 +402,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { json, input } => files::inspect_cmd(&input, json),
         Command::Analyze { group, layer, shard, layouts, step_order, output, mut inputs } => {
-            order_steps(&mut inputs, &step_order)?;
+            order_steps(&mut inputs, step_order)?;
             let naming = analyze::Naming {
                 group: Regex::new(&group).context("bad --group regex")?,
                 layer: Regex::new(&layer).context("bad --layer regex")?,
@@ -380,13 +414,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { data, output } => demo(data, &output),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "shuff", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Export { book, format, output } => {
             let set = load_book(&book)?;
-            let bytes = match format.as_str() {
-                "json" => set.to_json().into_bytes(),
-                "binary" | "bin" => set.to_bytes(),
-                "c" | "h" => set.to_c_header().into_bytes(),
-                other => bail!("unknown --format `{other}` (json, binary, c)"),
+            let bytes = match format {
+                ExportFormat::Json => set.to_json().into_bytes(),
+                ExportFormat::Binary => set.to_bytes(),
+                ExportFormat::C => set.to_c_header().into_bytes(),
             };
             write_atomic(&output, &bytes)
         }
@@ -394,10 +431,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Orders capture files into steps (see `analyze --step-order`).
-fn order_steps(inputs: &mut [PathBuf], order: &str) -> Result<()> {
+fn order_steps(inputs: &mut [PathBuf], order: StepOrder) -> Result<()> {
     match order {
-        "given" => {}
-        "name" => {
+        StepOrder::Given => {}
+        StepOrder::Name => {
             // Natural order: runs of digits compare as numbers.
             let re = Regex::new(r"\d+|\D+").expect("valid regex");
             inputs.sort_by_cached_key(|p| {
@@ -407,12 +444,14 @@ fn order_steps(inputs: &mut [PathBuf], order: &str) -> Result<()> {
                     .collect::<Vec<_>>()
             });
         }
-        "metadata" => {
+        StepOrder::Metadata => {
             let mut keyed = Vec::with_capacity(inputs.len());
             for p in inputs.iter() {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).with_context(|| format!("{} is not a safetensors file", p.display()))?;
-                let step = meta.metadata().as_ref().and_then(|m| m.get("step")).and_then(|s| s.parse::<u64>().ok());
+                // The header only (checked against the file's size), not the whole file.
+                let source = shuff_container::source::FileSource::open(p).with_context(|| format!("reading {}", p.display()))?;
+                let (header, _) = shuff_container::tensors::read_source_header(&source).with_context(|| format!("{} is not a safetensors file", p.display()))?;
+                let json: serde_json::Value = serde_json::from_slice(&header[8..]).context("safetensors JSON")?;
+                let step = json["__metadata__"]["step"].as_str().and_then(|s| s.parse::<u64>().ok());
                 keyed.push((step.with_context(|| format!("{} has no numeric \"step\" in its metadata", p.display()))?, p.clone()));
             }
             keyed.sort();
@@ -420,17 +459,33 @@ fn order_steps(inputs: &mut [PathBuf], order: &str) -> Result<()> {
                 *slot = p;
             }
         }
-        other => bail!("unknown --step-order `{other}` (given, name, metadata)"),
     }
     Ok(())
 }
 
 /// `shuff demo`: see the command's help.
+/// The committed sample (five MiniLM fine-tuning steps, 3.7 MB), built into the binary so that
+/// `shuff demo` runs anywhere, e.g. after `cargo install`, not only in the repository.
+const SAMPLE: [(&str, &[u8]); 5] = [
+    ("step000.safetensors", include_bytes!("../../../tests/data/minilm-sample/step000.safetensors")),
+    ("step001.safetensors", include_bytes!("../../../tests/data/minilm-sample/step001.safetensors")),
+    ("step002.safetensors", include_bytes!("../../../tests/data/minilm-sample/step002.safetensors")),
+    ("step003.safetensors", include_bytes!("../../../tests/data/minilm-sample/step003.safetensors")),
+    ("step004.safetensors", include_bytes!("../../../tests/data/minilm-sample/step004.safetensors")),
+];
+
 fn demo(data: Option<PathBuf>, output: &Path) -> Result<()> {
-    let data = data.unwrap_or_else(|| {
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/minilm-sample");
-        if built.exists() { built } else { PathBuf::from("tests/data/minilm-sample") }
-    });
+    let embedded;
+    let data = match data {
+        Some(d) => d,
+        None => {
+            embedded = tempfile::tempdir().context("creating a directory for the built-in sample")?;
+            for (name, bytes) in SAMPLE {
+                std::fs::write(embedded.path().join(name), bytes)?;
+            }
+            embedded.path().to_path_buf()
+        }
+    };
     let mut steps: Vec<PathBuf> = std::fs::read_dir(&data)
         .with_context(|| format!("reading the sample capture {} (give --data DIR)", data.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -440,7 +495,7 @@ fn demo(data: Option<PathBuf>, output: &Path) -> Result<()> {
     if steps.len() < 2 {
         bail!("{} holds {} step files; the demo needs at least two", data.display(), steps.len());
     }
-    println!("shuff demo: real MiniLM fine-tuning tensors (bf16), {} steps × 2 layers × 6 kinds × 8 shards from {}", steps.len(), data.display());
+    println!("shuff demo: real MiniLM fine-tuning tensors (bf16), {} steps × 2 layers × 6 kinds × 8 shards (tests/data/minilm-sample)", steps.len());
     println!("Codebooks: average of the per-step distributions of steps 0..{}; measured on step {} (never seen in training).", steps.len() - 2, steps.len() - 1);
     println!("(The committed sample keeps 24 rows of each tensor, so each shard is small and its own Huffman code fits it");
     println!(" unusually well; on the full capture the single-stage gap is 0.36 pp in bytes layout: README, \"Results\".)");

@@ -380,3 +380,55 @@ fn compress_and_decompress_through_pipes() {
     let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Every example in a `--help` text (an indented line starting with `shuff `, with `\`
+/// continuations) runs as printed when pasted into a shell — from a directory where the
+/// repository's `tests/` is at hand, so that outputs land in a scratch place.
+#[test]
+fn help_examples_run_when_pasted() {
+    let (ok, help, _) = shuff(&["--help"]);
+    assert!(ok);
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{commands:?}");
+    let scratch = tmp("help-examples");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let link = scratch.join("tests");
+    if !link.exists() {
+        std::os::unix::fs::symlink(repo().join("tests"), &link).unwrap();
+    }
+    let mut ran = 0;
+    for c in &commands {
+        let (ok, text, err) = shuff(&[c, "--help"]);
+        assert!(ok, "{c}: {err}");
+        let mut lines = text.lines().peekable();
+        while let Some(l) = lines.next() {
+            let Some(cmd) = l.trim_start().strip_prefix("shuff ").filter(|_| l.starts_with("    ")) else { continue };
+            let mut full = format!("'{}' {cmd}", env!("CARGO_BIN_EXE_shuff"));
+            while full.ends_with('\\') {
+                full.pop();
+                full.push(' ');
+                full.push_str(lines.next().expect("a continuation").trim());
+            }
+            let out = Command::new("sh").arg("-c").arg(&full).current_dir(&scratch).output().unwrap();
+            assert!(out.status.success(), "`shuff {c} --help` example failed: {full}\n{}", String::from_utf8_lossy(&out.stderr));
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "no examples found");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = shuff(&["completions", shell]);
+        assert!(ok, "{err}");
+        assert!(out.contains("decompress") && out.contains("force"), "{shell}");
+    }
+}
