@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _shuff
-from ._shuff import Codebook, CodebookSet, Family, ShuffError, Trainer, __version__, frame_info
+from ._shuff import Codebook, CodebookSet, Family, ShuffError, __version__, frame_info
 from .files import load_file, safe_open, save_file
 
 __all__ = [
@@ -204,6 +204,27 @@ def _decode_cuda(msg: Any, book: CodebookSet | Codebook, cls: str | None, out: A
     elif tuple(out.shape) != tuple(shape) or _exact_name(out) != name:
         raise ShuffError(f"out is {_exact_name(out)}{tuple(out.shape)}, the message holds {name}{tuple(shape)}")
     return decode_frame_into(msg[end:], book, out, cls)
+
+
+class Trainer(_shuff.Trainer):
+    """Learns one codebook per class from tensors of earlier batches (the average of the per-batch
+    distributions, as `shuff train`; maximum code length: each layout's default unless given).
+
+        tr = shuff.Trainer()
+        for step, batch in enumerate(steps):
+            tr.add("ffn1_act", batch["layer0.ffn1_act"], batch=step, layout="exponent")
+        book = tr.build("mine")
+    """
+
+    def add(self, cls: str, x: Any, *explicit: Any, batch: int = 0, layout: str = "bytes", source: str = "") -> None:
+        """Counts tensor or array `x` (dtype inferred; CUDA and strided tensors are copied to
+        contiguous CPU memory) into class `cls`, batch `batch`, in `layout` (default `bytes`, as
+        the CLI). The explicit form `add(cls, dtype, layout, batch, data, source="")` with tensor
+        bytes is accepted too."""
+        if explicit or isinstance(x, str):
+            super().add(cls, x, *explicit)
+            return
+        super().add(cls, dtype_name(x), layout, batch, byte_view(x), source)
 
 
 def measure(x: Any, book: CodebookSet | Codebook, cls: str | None = None) -> dict[str, float]:

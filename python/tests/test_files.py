@@ -153,3 +153,15 @@ def test_the_cli_and_python_train_identical_codebooks(tmp_path, steps):
         mine, theirs = tr.build("p").codebook("act"), shuff.CodebookSet.load(out).codebook("act")
         assert mine.fingerprint == theirs.fingerprint, layout
         assert max(max(s) for s in mine.lengths()) <= (12 if layout == "bytes" else 16)
+
+
+def test_trainer_takes_tensors_and_arrays(steps):
+    explicit, easy = shuff.Trainer(), shuff.Trainer()
+    for b, s in enumerate(steps[:4]):
+        t = s["layer1.ffn1_act.x.shard0"]
+        explicit.add("a", "bf16", "exponent", b, shuff.byte_view(t))
+        easy.add("a", t, batch=b, layout="exponent")
+        easy.add("f", t.float().numpy(), batch=b)  # a numpy array, default layout
+    assert easy.build("x").codebook("a").fingerprint == explicit.build("x").codebook("a").fingerprint
+    f = easy.build("x").codebook("f")
+    assert (f.dtype, f.layout) == ("f32", "bytes")

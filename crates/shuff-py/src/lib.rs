@@ -311,7 +311,7 @@ impl PyCodebookSet {
 
 /// Accumulates per-batch histograms per class (counted in Rust on the tensor's memory) and builds
 /// codebooks from the average of the per-batch distributions, as `shuff train` does.
-#[pyclass(name = "Trainer", module = "shuff")]
+#[pyclass(name = "Trainer", module = "shuff", subclass)]
 struct PyTrainer {
     inner: Trainer,
 }
