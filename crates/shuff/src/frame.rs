@@ -272,6 +272,15 @@ pub(crate) fn read_u32(buf: &[u8], pos: &mut usize, what: &'static str) -> Resul
     Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
+/// The frame's lane geometry: where lane `l` of `lanes` lies in a stream of `n` symbols, as
+/// `(start, length)`. Every lane but the last gets `n / lanes` symbols; the last also takes the
+/// remainder.
+#[inline]
+pub(crate) fn lane_span(n: usize, lanes: usize, l: usize) -> (usize, usize) {
+    let q = n / lanes;
+    (l * q, if l + 1 == lanes { n - l * q } else { q })
+}
+
 /// The worst-case frame size for `len` bytes of tensor data, whatever the lane count: the input,
 /// the header, 5 bytes per chunk (a mode byte, and a 4-byte size in the chunk table) and 128 bytes
 /// per stream for a three-stage code. (A stream is coded only when that, lane sizes included, is

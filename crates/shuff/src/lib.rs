@@ -42,6 +42,7 @@ pub mod select;
 pub mod measure;
 pub mod train;
 pub use train::{Rule, Trainer};
+mod bitstream;
 pub mod decode;
 pub mod device;
 pub mod encode;
