@@ -165,3 +165,44 @@ def test_trainer_takes_tensors_and_arrays(steps):
     assert easy.build("x").codebook("a").fingerprint == explicit.build("x").codebook("a").fingerprint
     f = easy.build("x").codebook("f")
     assert (f.dtype, f.layout) == ("f32", "bytes")
+
+
+def test_a_frame_written_during_decode_gives_shuff_error_or_the_right_bytes(steps):
+    """Another thread flipping bytes of the frame while it is decoded: the decoder works on a copy,
+    so each call sees one consistent frame — the right tensor, or a ShuffError (never a
+    PanicException or other BaseException)."""
+    import threading
+
+    x = steps[4]["layer1.ffn1_act.x.shard0"]
+    tr = shuff.Trainer()
+    tr.add("c", x, layout="exponent")
+    book = tr.build("t").codebook("c")
+    frame = bytearray(shuff.encode_frame(x, book, checksum=True))
+    pristine = bytes(frame)
+    stop = threading.Event()
+
+    def vandal():
+        i = 0
+        while not stop.is_set():
+            pos = 30 + (i * 7919) % (len(frame) - 30)
+            frame[pos] ^= 0x55
+            frame[pos] ^= 0x55
+            i += 1
+
+    t = threading.Thread(target=vandal)
+    t.start()
+    try:
+        out = torch.empty_like(x)
+        ok = errors = 0
+        for _ in range(200):
+            try:
+                shuff.decode_frame_into(frame, book, out)
+                assert same_bits(out, x)
+                ok += 1
+            except shuff.ShuffError:
+                errors += 1
+    finally:
+        stop.set()
+        t.join()
+    assert ok + errors == 200 and ok > 0
+    assert bytes(frame) == pristine
