@@ -421,3 +421,48 @@ fn html(r: &Report) -> String {
     s.push_str("</body></html>\n");
     s
 }
+
+/// How `analyze` orders its inputs into steps.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StepOrder {
+    /// Command-line order.
+    Given,
+    /// File names in natural order (step2 before step10).
+    Name,
+    /// The files' safetensors metadata "step" value.
+    Metadata,
+}
+
+/// Orders capture files into steps (see `analyze --step-order`).
+pub fn order_steps(inputs: &mut [PathBuf], order: StepOrder) -> Result<()> {
+    match order {
+        StepOrder::Given => {}
+        StepOrder::Name => {
+            // Natural order: runs of digits compare as numbers.
+            let re = Regex::new(r"\d+|\D+").expect("valid regex");
+            inputs.sort_by_cached_key(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                re.find_iter(&name)
+                    .map(|m| m.as_str().parse::<u64>().map_or((1, 0, m.as_str().to_string()), |n| (0, n, String::new())))
+                    .collect::<Vec<_>>()
+            });
+        }
+        StepOrder::Metadata => {
+            let mut keyed = Vec::with_capacity(inputs.len());
+            for p in inputs.iter() {
+                // The header only (checked against the file's size), not the whole file.
+                let source = shuff_container::source::FileSource::open(p).with_context(|| format!("reading {}", p.display()))?;
+                let (header, _) = shuff_container::tensors::read_source_header(&source).with_context(|| format!("{} is not a safetensors file", p.display()))?;
+                let json: serde_json::Value = serde_json::from_slice(&header[8..]).context("safetensors JSON")?;
+                let step = json["__metadata__"]["step"].as_str().and_then(|s| s.parse::<u64>().ok());
+                keyed.push((step.with_context(|| format!("{} has no numeric \"step\" in its metadata", p.display()))?, p.clone()));
+            }
+            keyed.sort();
+            for (slot, (_, p)) in inputs.iter_mut().zip(keyed) {
+                *slot = p;
+            }
+        }
+    }
+    Ok(())
+}
+

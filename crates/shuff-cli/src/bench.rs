@@ -1,7 +1,8 @@
 //! `shuff bench`: shuff against huff0 and memcpy, side by side on the same real bytes, in one process.
 
 use crate::huff0::{Block, Huff0, BLOCK};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use regex::Regex;
 use serde::Serialize;
 use shuff::{decode_into, encode_into, max_frame_len, Codebook, EncodeOptions};
 use std::hint::black_box;
@@ -173,3 +174,42 @@ fn human(n: usize) -> String {
         n.to_string()
     }
 }
+
+/// `shuff bench`: see the command's help.
+#[allow(clippy::too_many_arguments)] // the command's options, one by one
+pub fn run(book: &std::path::Path, class: &str, filter: Option<String>, sizes: &[String], threads: usize, samples: usize, json: bool, input: &std::path::Path) -> Result<()> {
+            let set = crate::load_book(book)?;
+            let cb = set.get(class).with_context(|| format!("class `{class}` is not in the codebook set"))?;
+            let pattern = filter.unwrap_or_else(|| cb.provenance.selector.clone());
+            let re = (!pattern.is_empty()).then(|| Regex::new(&pattern)).transpose().context("bad --match regex")?;
+            let file = crate::tensors::TensorFile::open(input)?;
+            let source: Vec<u8> = file
+                .tensors(re.as_ref())?
+                .iter()
+                .filter(|t| t.dtype == cb.codebook.dtype())
+                .flat_map(|t| t.data.iter().copied())
+                .collect();
+            if source.is_empty() {
+                bail!("no {} tensor in {} matches `{pattern}`; it has: {}", cb.codebook.dtype(), input.display(), file.some_names());
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+            let rows = pool.install(|| {
+                sizes
+                    .iter()
+                    .map(|s| bench_size(&cb.codebook, &source, parse_size(s)?, threads.max(1), samples))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                eprintln!(
+                    "class {class}: {}/{}, {} bytes of real tensor data; huff0 in {} KiB blocks, single-threaded",
+                    cb.codebook.dtype(),
+                    cb.codebook.layout(),
+                    source.len(),
+                    crate::huff0::BLOCK >> 10
+                );
+                print_rows(&rows);
+            }
+            Ok(())
+        }

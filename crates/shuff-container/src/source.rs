@@ -126,7 +126,7 @@ impl<'a> Concat<'a> {
         let mut len = 0u64;
         for p in &parts {
             starts.push(len);
-            len += p.len() as u64;
+            len += <[u8]>::len(p) as u64;
         }
         Concat { parts, starts, len }
     }

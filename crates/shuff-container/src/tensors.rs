@@ -75,8 +75,8 @@ pub fn parse_header(header: &[u8]) -> Result<Vec<TensorEntry>, ContainerError> {
     }
     let json = std::str::from_utf8(&header[8..]).map_err(|_| bad("the JSON is not UTF-8".into()))?;
     let meta: Metadata = serde_json::from_str(json).map_err(|e| bad(format!("not safetensors JSON: {e}")))?;
-    let mut tensors: Vec<(String, StDtype, Vec<usize>, (usize, usize))> =
-        meta.tensors().into_iter().map(|(name, t)| (name, t.dtype, t.shape.clone(), t.data_offsets)).collect();
+    type Described = (String, StDtype, Vec<usize>, (usize, usize));
+    let mut tensors: Vec<Described> = meta.tensors().into_iter().map(|(name, t)| (name, t.dtype, t.shape.clone(), t.data_offsets)).collect();
     tensors.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
     let base = header.len() as u64;
     let mut at = 0usize;
@@ -235,7 +235,9 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
     }
     // Layouts, from a sample of blocks of each tensor (shuff::auto::sample_stride), classes in parallel; large
     // classes take their code from that sample too (shuff::auto::SAMPLE_TRAINS_FROM_BYTES).
-    let sampled: BTreeMap<&str, Option<(shuff::Layout, Option<Vec<Histogram>>)>> = members
+    // Per class: its layout, and its code's histograms when the sample is enough to train on.
+    type Sampled = Option<(shuff::Layout, Option<Vec<Histogram>>)>;
+    let sampled: BTreeMap<&str, Sampled> = members
         .par_iter()
         .map(|(&class, idx)| {
             let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");

@@ -1,0 +1,147 @@
+//! `shuff eval`: a codebook set measured on tensors, per tensor, class and in total.
+
+use crate::tensors::TensorFile;
+use crate::{load_book, progress};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use regex::Regex;
+use serde::Serialize;
+use shuff::measure::{self, measure, Sizes};
+use shuff::{ClassSelector, CodebookSet};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn run(book: &Path, filter: Option<&str>, class: Option<&str>, summary: bool, shift_family: bool, json: bool, inputs: &[PathBuf]) -> Result<()> {
+            let set = load_book(book)?;
+            let filter = filter.map(Regex::new).transpose().context("bad --match regex")?;
+            let report = eval(&set, filter.as_ref(), class, shift_family, inputs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_eval(&report, summary, shift_family);
+            }
+            Ok(())
+        }
+
+#[derive(Serialize)]
+struct TensorRow {
+    file: String,
+    name: String,
+    class: String,
+    dtype: String,
+    layout: String,
+    sizes: Sizes,
+    percent: measure::Percent,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    sizes: Sizes,
+    percent: measure::Percent,
+}
+
+#[derive(Serialize)]
+struct EvalReport {
+    book: String,
+    book_version: u32,
+    tensors: Vec<TensorRow>,
+    classes: BTreeMap<String, Summary>,
+    total: Summary,
+}
+
+fn summary(s: Sizes) -> Summary {
+    Summary { sizes: s, percent: s.percent() }
+}
+
+fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_family: bool, inputs: &[PathBuf]) -> Result<EvalReport> {
+    let families: BTreeMap<&str, Vec<shuff::Codebook>> = set
+        .classes()
+        .map(|(n, c)| (n, if shift_family { shuff::select::exponent_family(&c.codebook, &[-1, 0, 1]) } else { Vec::new() }))
+        .collect();
+    let map = match forced {
+        Some(c) => {
+            set.get(c).with_context(|| format!("class `{c}` is not in the codebook set"))?;
+            ClassSelector::new(&[(c, "")])?
+        }
+        None => ClassSelector::from_set(set)?,
+    };
+    let mut rows = Vec::new();
+    let pb = progress(inputs.len(), "eval");
+    for path in inputs {
+        let file = TensorFile::open(path)?;
+        file.for_each_group(filter, |tensors| {
+            let mut part: Vec<TensorRow> = tensors
+                .par_iter()
+                .filter_map(|t| map.class_of(&t.name).map(|c| (c, t)))
+                .map(|(class, t)| {
+                    let cb = set.get(class).expect("selectors come from the set");
+                    let book = &cb.codebook;
+                    if book.dtype() != t.dtype {
+                        bail!("tensor `{}` is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
+                    }
+                    let max_len = measure::reference_max_len(book, Some(&cb.provenance));
+                    let family = families.get(class).map(Vec::as_slice);
+                    let sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
+                    Ok(TensorRow {
+                        file: file.short_name(),
+                        name: t.name.clone(),
+                        class: class.to_string(),
+                        dtype: t.dtype.to_string(),
+                        layout: book.layout().to_string(),
+                        percent: sizes.percent(),
+                        sizes,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            rows.append(&mut part);
+            Ok(())
+        })?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if rows.is_empty() {
+        bail!("no tensor matched any class of the codebook set");
+    }
+    let mut classes: BTreeMap<String, Sizes> = BTreeMap::new();
+    let mut total = Sizes::default();
+    for r in &rows {
+        classes.entry(r.class.clone()).or_default().add(&r.sizes);
+        total.add(&r.sizes);
+    }
+    Ok(EvalReport {
+        book: set.name.clone(),
+        book_version: set.version,
+        tensors: rows,
+        classes: classes.into_iter().map(|(k, v)| (k, summary(v))).collect(),
+        total: summary(total),
+    })
+}
+
+fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
+    print!(
+        "{:<40} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "tensor", "elements", "shannon", "huffman", "+code", "fixed", "fix-huf pp", "fix-sha pp"
+    );
+    println!("{}", if shift { format!(" {:>9} {:>10} {:>8}", "shift±1", "shf-huf pp", "est.err") } else { String::new() });
+    let line = |name: &str, s: &Sizes| {
+        let p = s.percent();
+        print!(
+            "{:<40} {:>12} {:>8.2}% {:>8.2}% {:>8.2}% {:>8.2}% {:>+10.3} {:>+10.3}",
+            name, s.elements, p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp
+        );
+        if shift {
+            print!(" {:>8.2}% {:>+10.3} {:>7.3}%", p.shift_family, p.shift_family - p.huffman, p.estimate_error);
+        }
+        println!();
+    };
+    if !summary_only {
+        for t in &r.tensors {
+            line(&format!("{}:{}", t.file, t.name), &t.sizes);
+        }
+        println!();
+    }
+    for (c, s) in &r.classes {
+        line(&format!("class {c}"), &s.sizes);
+    }
+    line("total", &r.total.sizes);
+}
