@@ -16,6 +16,7 @@ For every module a class selects, four kinds of tensors are counted, each its ow
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -25,12 +26,23 @@ from . import CodebookSet, Trainer, byte_view, dtype_name
 KINDS = ("act", "act_grad", "weight", "weight_grad")
 
 
+def default_class(module_name: str) -> str:
+    """The default class of a module: its name with numbers that are followed by more of the name
+    replaced by `#` (block numbers), a number that ends it kept (distinct layers of a Sequential)."""
+    parts = module_name.split(".")
+    return ".".join("#" if p.isdigit() and i + 1 < len(parts) else p for i, p in enumerate(parts))
+
+
 class Profiler:
     """Forward/backward hooks that histogram activations, activation gradients, weights and weight
     gradients per class during warm-up steps.
 
     classes: {class name: regex over module names}; default: every nn.Linear, classed by its name
-        with layer numbers replaced by `#` (one codebook per kind of layer, shared across layers).
+        with the block numbers inside it replaced by `#` (`encoder.layer.3.attention.self.query` →
+        `encoder.layer.#.attention.self.query`: one codebook per kind of layer, shared across
+        blocks). A number that ends the name stays (`net.0` and `net.2` of a Sequential are
+        different layers, not repeats of one). A class whose regex matches no module is an error
+        that lists the model's module names.
     layouts: which layouts to histogram (a codebook can then be built in any of them).
     cast: dtype to count tensors in (what the collective will send), e.g. torch.bfloat16; default:
         each tensor's own dtype.
@@ -55,17 +67,21 @@ class Profiler:
         self._handles: list = []
         patterns = {name: re.compile(rx) for name, rx in (classes or {}).items()}
         self.modules: dict[str, str] = {}
+        names = [name for name, _ in model.named_modules() if name]
         for name, module in model.named_modules():
             if patterns:
                 cls = next((c for c, rx in patterns.items() if rx.search(name)), None)
             else:
-                cls = re.sub(r"\d+", "#", name) if isinstance(module, torch.nn.Linear) else None
+                cls = default_class(name) if isinstance(module, torch.nn.Linear) else None
             if cls is None:
                 continue
             self.modules[name] = cls
             self._hook(module, cls)
-        if not self.modules:
-            raise ValueError("no module matched any class")
+        unmatched = [c for c in patterns if c not in self.modules.values()]
+        if unmatched or not self.modules:
+            shown = ", ".join(names[:12]) + (f", … ({len(names)} modules)" if len(names) > 12 else "")
+            what = f"classes {unmatched} match no module" if unmatched else "the model has no nn.Linear module"
+            raise ValueError(f"{what}; the model's modules: {shown}")
 
     def _record(self, cls: str, kind: str, t: torch.Tensor | None) -> None:
         if t is None or kind not in self.kinds or not t.is_floating_point():
@@ -108,7 +124,12 @@ class Profiler:
         """One codebook per (class, kind) from the average of the per-batch distributions."""
         if layout not in self._trainers:
             raise ValueError(f"layout {layout!r} was not profiled (profiled: {self.layouts})")
-        return self._trainers[layout].build(name)
+        trainer = self._trainers[layout]
+        if not trainer.classes():
+            raise ValueError("no tensor was recorded: run forward and backward passes (and prof.step() after each) first")
+        if self._batch == 0:
+            warnings.warn("prof.step() was never called: every tensor counted as one batch", stacklevel=2)
+        return trainer.build(name)
 
     def remove(self) -> None:
         """Removes every hook."""

@@ -7,6 +7,7 @@ import importlib.util
 import pathlib
 import random
 
+import pytest
 import torch
 
 import shuff
@@ -83,3 +84,26 @@ def test_profiled_codebooks_track_per_shard_huffman_on_later_steps():
         print(f"{layout}: per-shard Huffman {huffman:.2f}%, profiled fixed codebook {fixed:.2f}% ({fixed - huffman:+.2f} pp)")
         assert fixed > 15.0
         assert huffman - fixed <= 0.5, f"{layout}: profiled codebooks are {huffman - fixed:.2f} pp behind per-shard Huffman"
+
+
+def test_default_classes_keep_distinct_layers_and_errors_name_the_modules():
+    import warnings
+
+    import shuff.torch
+
+    assert shuff.torch.default_class("encoder.layer.3.attention.self.query") == "encoder.layer.#.attention.self.query"
+    assert shuff.torch.default_class("0") == "0" and shuff.torch.default_class("net.2") == "net.2"
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    prof = shuff.torch.Profiler(model, layouts=("bytes",))
+    assert prof.modules == {"0": "0", "2": "2"}, "two different layers must not share a class"
+    with pytest.raises(ValueError, match="no tensor was recorded"):
+        prof.codebooks("bytes")
+    model(torch.randn(64, 8)).sum().backward()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        book = prof.codebooks("bytes")
+    assert any("step() was never called" in str(w.message) for w in caught)
+    assert "0.act" in book.classes() and "2.act" in book.classes()
+    prof.remove()
+    with pytest.raises(ValueError, match=r"match no module.*modules: 0, 1, 2"):
+        shuff.torch.Profiler(model, classes={"attn": r"attention"})
