@@ -6,16 +6,23 @@ __version__: str
 CHUNK_BYTES: int
 MAX_HEADER_BYTES: int
 
-class ShuffError(ValueError): ...
+class ShuffError(ValueError):
+    """Every error of shuff's core and bindings (bad frame, wrong codebook, bad input, damaged
+    file), with its message; internal panics are reported as ShuffError too."""
 
 class Codebook:
+    """One class's fixed code: per stream of its layout, a code length for each of the 256 symbols."""
     @property
-    def dtype(self) -> str: ...
+    def dtype(self) -> str:
+        """The element type it codes: bf16, f16, f32, f8e4m3, f8e5m2 or u8."""
     @property
-    def layout(self) -> str: ...
+    def layout(self) -> str:
+        """How elements become symbol streams: bytes, planes or exponent."""
     @property
-    def fingerprint(self) -> int: ...
-    def lengths(self) -> list[list[int]]: ...
+    def fingerprint(self) -> int:
+        """64-bit identity of the code (dtype, layout, lengths); frames carry its low 32 bits."""
+    def lengths(self) -> list[list[int]]:
+        """Per stream, the code length (1-16 bits) of each symbol 0-255."""
     def device_tables(self) -> bytes:
         """The tables a device coder loads: one 9728-byte record per stream (crates/shuff/src/device.rs)."""
 
@@ -30,8 +37,11 @@ class Family:
     def fingerprint(self) -> int: ...
     def choose(self, data: Any, stride: int = 17) -> list[int]:
         """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest."""
-    def encode(self, data: Any, checksum: bool = False, lanes: int = 4, members: list[int] | None = None) -> bytes: ...
-    def decode_into_buffer(self, frame: Any, out: Any) -> None: ...
+    def encode(self, data: Any, checksum: bool = False, lanes: int = 4, members: list[int] | None = None) -> bytes:
+        """A frame of `data` (tensor bytes), each stream coded by the member `choose` picks (or by
+        `members`); the frame names the members and the family."""
+    def decode_into_buffer(self, frame: Any, out: Any) -> None:
+        """Decodes a family frame into `out`, a writable buffer of exactly the decoded size."""
     def choose_from_counts(self, counts: list[list[int]]) -> list[int]:
         """`choose` from per-stream symbol counts counted elsewhere (the GPU coder's sample)."""
     def device_tables(self, members: list[int]) -> bytes: ...
@@ -39,17 +49,27 @@ class Family:
     def __len__(self) -> int: ...
 
 class CodebookSet:
+    """Named classes → codebooks, as `shuff train` writes them (JSON with provenance, or the binary
+    `SHCB` form)."""
     @staticmethod
-    def load(path: str | PathLike[str]) -> CodebookSet: ...
+    def load(path: str | PathLike[str]) -> CodebookSet:
+        """Reads a set file, JSON or binary (told apart by content), checking every fingerprint."""
     @staticmethod
-    def from_bytes_or_json(data: bytes) -> CodebookSet: ...
-    def save(self, path: str | PathLike[str]) -> None: ...
-    def to_json(self) -> str: ...
-    def to_bytes(self) -> bytes: ...
-    def classes(self) -> list[str]: ...
-    def codebook(self, cls: str) -> Codebook: ...
+    def from_bytes_or_json(data: bytes) -> CodebookSet:
+        """Parses a set from JSON text or binary bytes."""
+    def save(self, path: str | PathLike[str]) -> None:
+        """Writes the set atomically: binary if `path` ends in .bin or .shcb, else JSON."""
+    def to_json(self) -> str:
+        """The JSON form, with provenance."""
+    def to_bytes(self) -> bytes:
+        """The compact binary form (`SHCB`, docs/FORMAT.md)."""
+    def classes(self) -> list[str]:
+        """Class names, sorted."""
+    def codebook(self, cls: str) -> Codebook:
+        """The codebook of class `cls` (ShuffError listing the classes if there is none)."""
     @property
-    def fingerprint(self) -> int: ...
+    def fingerprint(self) -> int:
+        """Fingerprint of the whole set: equal on two processes iff they code every class alike."""
     def __len__(self) -> int: ...
 
 class Trainer:
@@ -58,21 +78,31 @@ class Trainer:
     def __init__(self, max_len: int | None = None) -> None: ...
     def add(self, cls: str, dtype: str, layout: str, batch: int, data: Any, source: str = "") -> None:
         """Counts `data` (tensor bytes of `dtype`) into class `cls`, batch `batch`, in `layout`."""
-    def classes(self) -> list[str]: ...
-    def build(self, name: str) -> CodebookSet: ...
+    def classes(self) -> list[str]:
+        """Class names seen so far."""
+    def build(self, name: str) -> CodebookSet:
+        """One codebook per class from the average of its per-batch distributions, each at the
+        maximum length given to the constructor or its layout's default (12 bytes, 16 others)."""
 
 def encode(data: Any, codebook: Codebook, checksum: bool = False, lanes: int = 4) -> bytes:
     """A frame of `data` (tensor bytes) in `lanes` lanes per coded stream (1-255)."""
-def encode_into_buffer(data: Any, codebook: Codebook, out: Any, checksum: bool = False, lanes: int = 4) -> int: ...
-def decode_into_buffer(frame: Any, codebook: Codebook, out: Any) -> None: ...
-def frame_info(frame: Any) -> tuple[str, str, int, int, int | None]: ...
+def encode_into_buffer(data: Any, codebook: Codebook, out: Any, checksum: bool = False, lanes: int = 4) -> int:
+    """Encodes into `out` (at least `max_frame_size` bytes, not overlapping `data`); returns the
+    frame's length."""
+def decode_into_buffer(frame: Any, codebook: Codebook, out: Any) -> None:
+    """Decodes `frame` into `out`, a writable buffer of exactly the decoded size (not overlapping
+    the frame)."""
+def frame_info(frame: Any) -> tuple[str, str, int, int, int | None]:
+    """(dtype, layout, elements, decoded bytes, 32-bit fingerprint or None) from a frame's header."""
 def frame_header_info(frame: Any) -> dict[str, Any]:
     """Everything a frame's header says: dtype, layout, elements, decoded_len, fingerprint, checksum,
     lanes, members, version, header_len."""
 def frame_header(codebook: Codebook, nbytes: int, lanes: int) -> bytes:
     """The version-2 header (no checksum) a device encoder writes before its chunks."""
-def measure(data: Any, codebook: Codebook) -> tuple[int, float, int, int]: ...
-def max_frame_size(dtype: str, layout: str, nbytes: int) -> int: ...
+def measure(data: Any, codebook: Codebook) -> tuple[int, float, int, int]:
+    """(original, Shannon, own-Huffman payload, fixed-codebook) bits of `data`, as `shuff eval`."""
+def max_frame_size(dtype: str, layout: str, nbytes: int) -> int:
+    """The worst-case frame size for `nbytes` of tensor data."""
 
 def save_file(tensors: list[tuple[str, str, list[int], Any]], path: str | PathLike[str], book: CodebookSet | None = None,
               metadata: dict[str, str] | None = None) -> None:
