@@ -44,6 +44,9 @@ pub struct Container<S: Source> {
     books: HashMap<u32, Book>,
     header: Vec<u8>,
     tensors: Vec<TensorEntry>,
+    /// The first data segment: the layout rules put the set (if any) and the safetensors header
+    /// before it, and only data segments after it.
+    data_start: usize,
 }
 
 fn codebooks_by_fingerprint(set: &CodebookSet) -> HashMap<u32, Book> {
@@ -151,8 +154,9 @@ impl<S: Source> Container<S> {
             return Err(ContainerError::BadIndex(format!("a {k:?} segment among the data segments")));
         }
 
-        let mut c = Container { source, flags, trailer, segments, embedded: None, books: HashMap::new(), header: Vec::new(), tensors: Vec::new() };
         let header_at = usize::from(has_set);
+        let data_start = header_at + 1;
+        let mut c = Container { source, flags, trailer, segments, embedded: None, books: HashMap::new(), header: Vec::new(), tensors: Vec::new(), data_start };
         if has_set {
             let bytes = c.read_plain(0)?;
             let set = CodebookSet::from_bytes(&bytes).map_err(|e| ContainerError::Codebook(format!("embedded set: {e}")))?;
@@ -160,15 +164,7 @@ impl<S: Source> Container<S> {
             c.embedded = Some(set);
         }
         c.header = c.read_plain(header_at)?;
-        let header_len = c.header.len() as u64;
-        c.tensors = parse_header(&c.header)?;
-        let extent = c.tensors.last().map_or(header_len, |t| t.end);
-        if extent != c.trailer.restored_len {
-            return Err(ContainerError::Safetensors(format!(
-                "its tensors end at byte {extent}, but the segments restore {} bytes",
-                c.trailer.restored_len
-            )));
-        }
+        c.tensors = parse_header(&c.header, c.trailer.restored_len)?;
         Ok(c)
     }
 
@@ -216,10 +212,13 @@ impl<S: Source> Container<S> {
 
     /// The codebook a frame segment was coded with, by the fingerprint in its header.
     pub fn codebook_of(&self, frame: &[u8]) -> Result<Arc<Codebook>, ContainerError> {
-        let fp = FrameInfo::parse(frame)
-            .map_err(|e| ContainerError::Codebook(e.to_string()))?
-            .fingerprint
-            .ok_or_else(|| ContainerError::Codebook("a three-stage frame in a container".into()))?;
+        let info = FrameInfo::parse(frame).map_err(|e| ContainerError::Codebook(e.to_string()))?;
+        self.codebook_named(&info)
+    }
+
+    /// The codebook a frame with header `info` names.
+    fn codebook_named(&self, info: &FrameInfo) -> Result<Arc<Codebook>, ContainerError> {
+        let fp = info.fingerprint.ok_or_else(|| ContainerError::Codebook("a three-stage frame in a container".into()))?;
         match self.books.get(&fp) {
             Some(Book::One(b)) => Ok(Arc::clone(b)),
             Some(Book::Ambiguous(a, b)) => {
@@ -276,7 +275,7 @@ impl<S: Source> Container<S> {
                 if info.checksum != Some(h.crc) || info.decoded_len().ok() != Some(out.len()) {
                     return Err(bad("the frame's header disagrees with the segment's (length or CRC)".into()));
                 }
-                let book = self.codebook_of(stored)?;
+                let book = self.codebook_named(&info)?;
                 shuff::decode_into(&book, stored, out).map_err(|e| bad(e.to_string()))
             }
             _ => {
@@ -321,16 +320,18 @@ impl<S: Source> Container<S> {
         if start.checked_add(out.len() as u64).is_none_or(|end| end > self.trailer.restored_len) {
             return Err(ContainerError::Tensor { tensor: format!("bytes from {start}"), reason: "outside the file".into() });
         }
-        let data: Vec<usize> = (0..self.segments.len()).filter(|&i| self.segments[i].header.kind.restores()).collect();
-        // The first data segment whose restored bytes reach past `start`.
-        let mut k = data.partition_point(|&i| self.segments[i].restored_start + self.segments[i].header.restored_len <= start);
+        // Every segment that restores: the safetensors header's, then the data segments.
+        let base = self.data_start - 1;
+        let restoring = &self.segments[base..];
+        // The first of them whose restored bytes reach past `start`.
+        let mut k = restoring.partition_point(|s| s.restored_start + s.header.restored_len <= start);
         let mut filled = 0usize;
         let (mut buf, mut stored) = (Vec::new(), Vec::new());
         while filled < out.len() {
-            let Some(&i) = data.get(k) else {
+            let Some(&s) = restoring.get(k) else {
                 return Err(ContainerError::BadIndex("the data segments end before the restored length".into()));
             };
-            let s = self.segments[i];
+            let i = base + k;
             let from = (start + filled as u64).saturating_sub(s.restored_start) as usize;
             let n = (s.header.restored_len as usize - from).min(out.len() - filled);
             if from == 0 && n == s.header.restored_len as usize {
@@ -357,7 +358,7 @@ impl<S: Source> Container<S> {
     /// On error, what was written so far is incomplete: write to an [`crate::AtomicFile`].
     pub fn restore_to<W: Write + Send>(&self, mut out: W, progress: &(dyn Fn(u64) + Sync)) -> Result<W, ContainerError> {
         out.write_all(&self.header).map_err(ContainerError::io("writing the restored file"))?;
-        let data_start = self.segments.iter().position(|s| s.header.kind == SegmentKind::SafetensorsHeader).expect("checked at open") + 1;
+        let data_start = self.data_start;
         // A pipeline of two, as in compression: the writer thread writes batch k while this one
         // reads and decodes batch k + 1; the (restored, stored) buffers travel back and forth.
         let (to_writer, written) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<u8>)>(0);

@@ -63,10 +63,11 @@ pub fn dtype_of(d: StDtype) -> Option<DType> {
 }
 
 /// The tensors of a safetensors header (8-byte length prefix + JSON), in data order, with
-/// absolute file offsets. Checks what safetensors checks — tensors tile the data area without
-/// gaps or overlaps, each shape × element size is its byte length, with checked arithmetic — and
-/// orders tensors of equal offsets by end, so a zero-size tensor never "overlaps" its neighbour.
-pub fn parse_header(header: &[u8]) -> Result<Vec<TensorEntry>, ContainerError> {
+/// absolute file offsets, for a file of `file_len` bytes. Checks what safetensors checks —
+/// tensors tile the data area without gaps or overlaps and end where the file does, each
+/// shape × element size is its byte length, with checked arithmetic — and orders tensors of equal
+/// offsets by end, so a zero-size tensor never "overlaps" its neighbour.
+pub fn parse_header(header: &[u8], file_len: u64) -> Result<Vec<TensorEntry>, ContainerError> {
     let bad = |what: String| ContainerError::Safetensors(what);
     let len: [u8; 8] = header.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("shorter than its length prefix".into()))?;
     let n = u64::from_le_bytes(len);
@@ -94,6 +95,10 @@ pub fn parse_header(header: &[u8]) -> Result<Vec<TensorEntry>, ContainerError> {
         let (Some(start), Some(end)) = (start, end) else { return Err(bad(format!("tensor `{name}`: offsets overflow"))) };
         out.push(TensorEntry { name, dtype, shape, start, end });
     }
+    let extent = out.last().map_or(base, |t| t.end);
+    if extent != file_len {
+        return Err(bad(format!("its tensors end at byte {extent}, the file at {file_len}")));
+    }
     Ok(out)
 }
 
@@ -118,10 +123,8 @@ pub fn build_header(tensors: &[(&str, &str, &[usize], u64)], metadata: Option<&B
     json.resize(json.len().next_multiple_of(8), b' ');
     let mut header = (json.len() as u64).to_le_bytes().to_vec();
     header.extend_from_slice(&json);
-    let parsed = parse_header(&header)?;
-    if parsed.last().map_or(0, |t| t.end - header.len() as u64) != at {
-        return Err(ContainerError::Safetensors("the header does not describe the tensors given".into()));
-    }
+    // What we write must pass our own reader's checks.
+    parse_header(&header, header.len() as u64 + at)?;
     Ok(header)
 }
 
@@ -140,11 +143,7 @@ pub fn read_source_header<S: Source + ?Sized>(source: &S) -> Result<(Vec<u8>, Ve
         .ok_or_else(|| ContainerError::Safetensors(format!("header length {n} does not fit a file of {len} bytes")))?;
     let mut header = vec![0u8; header_len as usize];
     source.read_exact_at(&mut header, 0).map_err(ContainerError::io("reading the safetensors header"))?;
-    let tensors = parse_header(&header)?;
-    let extent = tensors.last().map_or(header_len, |t| t.end);
-    if extent != len {
-        return Err(ContainerError::Safetensors(format!("its tensors end at byte {extent}, the file at {len}")));
-    }
+    let tensors = parse_header(&header, len)?;
     Ok((header, tensors))
 }
 
@@ -190,24 +189,32 @@ struct Piece {
     end: u64,
 }
 
-/// Tensors cut into segment-sized pieces, then grouped into batches (contiguous in the file).
-fn batches(tensors: &[TensorEntry]) -> Vec<Vec<Piece>> {
-    let mut out: Vec<Vec<Piece>> = vec![Vec::new()];
-    let mut bytes = 0;
+/// Tensors cut into segment-sized pieces, in file order.
+fn pieces(tensors: &[TensorEntry]) -> Vec<Piece> {
+    let mut out = Vec::new();
     for (t, e) in tensors.iter().enumerate() {
         let mut start = e.start;
         while start < e.end {
             let end = (start + SEGMENT_BYTES).min(e.end);
-            if bytes + (end - start) > BATCH_BYTES && bytes > 0 {
-                out.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += end - start;
-            out.last_mut().expect("one batch").push(Piece { tensor: t, start, end });
+            out.push(Piece { tensor: t, start, end });
             start = end;
         }
     }
-    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// The pieces grouped into batches of about [`BATCH_BYTES`] (each contiguous in the file).
+fn batches(tensors: &[TensorEntry]) -> Vec<Vec<Piece>> {
+    let mut out: Vec<Vec<Piece>> = Vec::new();
+    let mut bytes = 0;
+    for p in pieces(tensors) {
+        if out.is_empty() || bytes + (p.end - p.start) > BATCH_BYTES {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += p.end - p.start;
+        out.last_mut().expect("one batch").push(p);
+    }
     out
 }
 
@@ -261,7 +268,7 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
         })
         .collect::<Result<_, ContainerError>>()?;
     // Smaller classes: histograms of all their data in the chosen layout, a piece at a time.
-    let pieces: Vec<Piece> = batches(tensors).into_iter().flatten().collect();
+    let pieces = pieces(tensors);
     let parts: Vec<(&str, Vec<Histogram>)> = pieces
         .par_iter()
         .filter_map(|p| {
