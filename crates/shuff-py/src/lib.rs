@@ -76,6 +76,16 @@ impl Bytes {
     }
 }
 
+/// The arguments of every decode into a caller's buffer: a private copy of the frame (another
+/// thread writing it meanwhile cannot change what is decoded) and the output, which must not
+/// overlap the frame.
+fn decode_args(frame: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Bytes)> {
+    let frame = Bytes::new(frame)?;
+    let out = Bytes::new(out)?;
+    out.check_disjoint(&frame)?;
+    Ok((frame.slice().to_vec(), out))
+}
+
 /// One class's fixed code.
 #[pyclass(name = "Codebook", module = "shuff", frozen)]
 #[derive(Clone)]
@@ -171,13 +181,9 @@ impl PyFamily {
     }
     /// Decodes a frame of this family into `out`, a writable buffer of exactly the decoded size.
     fn decode_into_buffer(&self, py: Python<'_>, frame: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>) -> PyResult<()> {
-        let frame = Bytes::new(frame)?;
-        let mut out = Bytes::new(out)?;
-        out.check_disjoint(&frame)?;
+        let (frame, mut out) = decode_args(frame, out)?;
         let fam = Arc::clone(&self.inner);
         let dst = out.slice_mut()?;
-        // A copy of the frame: another thread writing it meanwhile cannot change what is decoded.
-        let frame = frame.slice().to_vec();
         released(py, || fam.decode_into(&frame, dst))
     }
     /// `choose` from per-stream symbol counts (one list of 256 per stream) counted elsewhere (the
@@ -377,13 +383,9 @@ fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCode
 /// (GIL released). Fails with ShuffError on a damaged frame or a frame made with another codebook.
 #[pyfunction]
 fn decode_into_buffer(py: Python<'_>, frame: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>) -> PyResult<()> {
-    let frame = Bytes::new(frame)?;
-    let mut out = Bytes::new(out)?;
-    out.check_disjoint(&frame)?;
+    let (frame, mut out) = decode_args(frame, out)?;
     let book = Arc::clone(&codebook.inner);
     let dst = out.slice_mut()?;
-    // A copy of the frame: another thread writing it meanwhile cannot change what is decoded.
-    let frame = frame.slice().to_vec();
     released(py, || decode_into(&book, &frame, dst))
 }
 
