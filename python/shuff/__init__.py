@@ -20,7 +20,6 @@ import numpy as np
 
 from . import _shuff
 from ._shuff import Codebook, CodebookSet, Family, ShuffError, __version__, frame_info
-from .files import load_file, safe_open, save_file
 
 __all__ = [
     "Codebook", "CodebookSet", "Family", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
@@ -233,3 +232,7 @@ def measure(x: Any, book: CodebookSet | Codebook, cls: str | None = None) -> dic
     original, shannon, huffman, fixed = _shuff.measure(byte_view(x), _codebook(book, cls))
     pct = lambda bits: 100.0 * (1.0 - bits / original) if original else 0.0  # noqa: E731
     return {"original_bits": original, "shannon": pct(shannon), "huffman": pct(huffman), "fixed": pct(fixed)}
+
+
+# Last: the file API builds on byte_view above.
+from .files import load_file, safe_open, save_file  # noqa: E402

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _shuff
+from . import _is_torch, _shuff, byte_view
 from ._shuff import CodebookSet, ShuffError
 
 __all__ = ["save_file", "load_file", "safe_open"]
@@ -34,25 +34,12 @@ _NUMPY = {k: v for k, v in _TORCH.items() if k not in ("BF16", "F8_E4M3", "F8_E5
 _FROM_NAME = {v: k for k, v in _TORCH.items()}
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _describe(name: str, x: Any) -> tuple[str, str, list[int], np.ndarray]:
     """(name, safetensors dtype, shape, contiguous CPU bytes) of an array or tensor."""
-    if _is_torch(x):
-        import torch
-
-        t = x.detach().cpu().contiguous()
-        dtype = str(t.dtype).removeprefix("torch.")
-        data = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
-    else:
-        a = np.ascontiguousarray(x)
-        dtype = a.dtype.name
-        data = a.reshape(-1).view(np.uint8)
+    dtype = str(x.dtype).removeprefix("torch.") if _is_torch(x) else np.asarray(x).dtype.name
     if dtype not in _FROM_NAME:
         raise ShuffError(f"tensor `{name}`: dtype {dtype} cannot be stored (supported: {', '.join(sorted(_FROM_NAME))})")
-    return name, _FROM_NAME[dtype], [int(d) for d in x.shape], data
+    return name, _FROM_NAME[dtype], [int(d) for d in x.shape], byte_view(x)
 
 
 def save_file(tensors: dict[str, Any], path: str | os.PathLike, book: CodebookSet | None = None,
@@ -102,13 +89,13 @@ class safe_open:  # noqa: N801 — named after safetensors.safe_open, which it m
 
             out = torch.empty(shape, dtype=getattr(torch, _TORCH[dtype]))
             if out.numel():
-                self._file.read_into(name, out.reshape(-1).view(torch.uint8).numpy())
+                self._file.read_into(name, byte_view(out))
             return out if self._device == "cpu" else out.to(self._device)
         if dtype not in _NUMPY:
             raise ShuffError(f"tensor `{name}` is {dtype}, which numpy has no dtype for: open with framework='pt'")
         out = np.empty(shape, dtype=_NUMPY[dtype])
         if out.size:
-            self._file.read_into(name, out.reshape(-1).view(np.uint8))
+            self._file.read_into(name, byte_view(out))
         return out
 
 
