@@ -109,7 +109,8 @@ impl LayoutChooser {
 
     /// Bytes sampled so far.
     pub fn sampled_bytes(&self) -> u64 {
-        self.hists.first().map_or(0, |(l, h)| h.iter().map(Histogram::total).sum::<u64>() * self.dtype.size() as u64 / l.stream_count(self.dtype) as u64)
+        // Every layout turns each byte into one symbol of one stream.
+        self.hists.first().map_or(0, |(_, h)| h.iter().map(Histogram::total).sum())
     }
 
     /// The sample's per-stream histograms in `layout`.
@@ -204,6 +205,7 @@ mod tests {
             .collect();
         let mut c = LayoutChooser::new(DType::Bf16);
         c.add(&data).unwrap();
+        assert_eq!(c.sampled_bytes(), data.len() as u64);
         assert_eq!(c.choose(), Some(Layout::Exponent));
         assert_eq!(LayoutChooser::new(DType::Bf16).choose(), None);
     }
