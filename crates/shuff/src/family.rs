@@ -124,15 +124,7 @@ impl Family {
         layout::to_symbols(dtype, layout, &sample, &mut symbols)?;
         let k = layout.stream_count(dtype);
         let per = symbols.len() / k;
-        let hists: Vec<Histogram> = (0..k)
-            .map(|s| {
-                let mut h = Histogram::new();
-                for &b in &symbols[s * per..(s + 1) * per] {
-                    h.counts[usize::from(b)] += 1;
-                }
-                h
-            })
-            .collect();
+        let hists: Vec<Histogram> = (0..k).map(|s| Histogram::of(&symbols[s * per..(s + 1) * per])).collect();
         Ok(self.choose_from_histograms(&hists))
     }
 
