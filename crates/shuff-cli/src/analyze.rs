@@ -367,7 +367,7 @@ fn markdown(r: &Report) -> String {
 const MAX_PLOTTED_CLASSES: usize = 24;
 
 fn html(r: &Report) -> String {
-    use crate::svg::esc;
+    use crate::svg::{esc, Style};
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>shuff analyze</title><style>body{font-family:sans-serif;max-width:1340px;margin:auto;padding:1em}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
@@ -397,22 +397,22 @@ fn html(r: &Report) -> String {
             &[("Shannon", col(&|p| p.shannon)), ("Huffman", col(&|p| p.huffman)), ("Huffman + code", col(&|p| p.huffman_with_code)), ("single-stage", col(&|p| p.fixed))],
         ));
         let drift: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.excess_by_distance.iter().map(|&(d, e)| (d as f64, e)).collect())).collect();
-        s.push_str(&svg::lines(&format!("Fixed − Huffman vs steps between training and use ({})", l.layout), "steps", "pp", &drift, false));
+        s.push_str(&svg::lines(&format!("Fixed − Huffman vs steps between training and use ({})", l.layout), "steps", "pp", &drift, false, Style::Lines));
         // From 10 bits: 8 and 9 cost whole points and would flatten the interesting part (report.md has them).
         let lens: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.by_max_len.iter().filter(|&&(m, _)| m >= 10).map(|&(m, v)| (f64::from(m), v - cr.unlimited)).collect())).collect();
-        s.push_str(&svg::lines(&format!("Max code length: compressibility vs unlimited ({})", l.layout), "max code length (bits)", "pp", &lens, false));
+        s.push_str(&svg::lines(&format!("Max code length: compressibility vs unlimited ({})", l.layout), "max code length (bits)", "pp", &lens, false, Style::Lines));
         s.push_str("</div><p><small>Bars: the Shannon bound, each shard's own Huffman code (payload, then with the 128 bytes per stream of sending it), \
             and the single-stage codebook. Drift: a codebook built from one step, used k steps later, against each shard's own code (0 = as good). \
             Max code length: the fixed codebook built with a length limit, against the same code unlimited.</small></p>");
         for (c, cr) in &plotted {
-            let c = esc(c);
-            writeln!(s, "<h3>{} — {c}</h3><p><small>KL(row ‖ column) of the symbol distributions, bits per element: how much a code built for the column costs extra on the row. \
-                Small, uniform values are what makes one fixed codebook per class work.</small></p><div class=\"plots\">", l.layout).unwrap();
+            // Charts escape their own titles; the heading here is HTML.
+            writeln!(s, "<h3>{} — {}</h3><p><small>KL(row ‖ column) of the symbol distributions, bits per element: how much a code built for the column costs extra on the row. \
+                Small, uniform values are what makes one fixed codebook per class work.</small></p><div class=\"plots\">", l.layout, esc(c)).unwrap();
             s.push_str(&svg::heatmap(&format!("KL across layers, bits/element ({c})"), &cr.kl_layers.0, &cr.kl_layers.1));
             s.push_str(&svg::heatmap(&format!("KL across shards ({c})"), &cr.kl_shards.0, &cr.kl_shards.1));
             s.push_str(&svg::heatmap(&format!("KL across steps ({c})"), &cr.kl_steps.0, &cr.kl_steps.1));
             let dist: Vec<(String, Vec<(f64, f64)>)> = cr.layer_distributions.iter().take(16).map(|(lay, p)| (lay.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())).collect();
-            s.push_str(&svg::lines(&format!("Symbol distribution per layer ({c}, main stream)"), "symbol value", "probability", &dist, true));
+            s.push_str(&svg::lines(&format!("Symbol distribution per layer ({c}, main stream)"), "symbol value", "probability", &dist, true, Style::Steps));
             let counts: Vec<String> = (1..=16).map(|l| l.to_string()).collect();
             s.push_str(&svg::bars(&format!("Code lengths of the trained codebook ({c})"), "symbols", &counts, &[("symbols", cr.code_length_counts[1..].iter().map(|&v| v as f64).collect())]));
             s.push_str("</div>");

@@ -59,10 +59,16 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-fn legend(s: &mut String, names: &[&str]) {
+/// The legend: a colour swatch per series, or (`markers`) the series' marker shape.
+fn legend(s: &mut String, names: &[&str], markers: bool) {
     for (i, n) in names.iter().enumerate() {
         let y = T + 14.0 * i as f64;
-        write!(s, r#"<rect x="{}" y="{y}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{}</text>"#, W - R + 10.0, COLORS[i % 8], W - R + 24.0, y + 9.0, esc(n)).unwrap();
+        if markers {
+            marker(s, i, W - R + 15.0, y + 5.0, COLORS[i % 8], n);
+        } else {
+            write!(s, r#"<rect x="{}" y="{y}" width="10" height="10" fill="{}"/>"#, W - R + 10.0, COLORS[i % 8]).unwrap();
+        }
+        write!(s, r#"<text x="{}" y="{}">{}</text>"#, W - R + 24.0, y + 9.0, esc(n)).unwrap();
     }
 }
 
@@ -83,22 +89,62 @@ pub fn bars(title: &str, y_label: &str, categories: &[String], series: &[(&str, 
         }
         write!(s, r#"<text transform="translate({:.1},{}) rotate(30)" font-size="10">{}</text>"#, x0 + gw * 0.3, H - B + 12.0, esc(c)).unwrap();
     }
-    legend(&mut s, &series.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    legend(&mut s, &series.iter().map(|(n, _)| *n).collect::<Vec<_>>(), false);
     s.push_str("</svg>");
     s
 }
 
-/// Line chart of (x, y) series; `log_y` plots log10(y) (values ≤ 0 are skipped).
-pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)], log_y: bool) -> String {
+/// How [`lines`] draws a series.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Style {
+    /// Points joined by lines, each series with its own marker shape and dash pattern and nudged
+    /// sideways a little, so that series with equal values stay visible side by side.
+    Lines,
+    /// A step over each integer x (a histogram outline): a step only where the series has a value,
+    /// so that nothing is drawn across x values that never occur.
+    Steps,
+}
+
+/// Marker shapes: series that coincide are told apart by shape as well as colour.
+fn marker(s: &mut String, i: usize, cx: f64, cy: f64, color: &str, tip: &str) {
+    let r = 3.0;
+    let shape = match i % SHAPES {
+        0 => format!(r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{r}""#),
+        1 => format!(r#"<rect x="{:.1}" y="{:.1}" width="{}" height="{}""#, cx - r, cy - r, 2.0 * r, 2.0 * r),
+        2 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r, cx - r - 0.5, cy + r),
+        3 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{cy:.1}L{cx:.1},{:.1}L{:.1},{cy:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r + 0.5, cx - r - 0.5),
+        4 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy + r + 0.5, cx + r + 0.5, cy - r, cx - r - 0.5, cy - r),
+        _ => format!(r#"<path d="M{:.1},{:.1}L{:.1},{:.1}M{:.1},{:.1}L{:.1},{:.1}" stroke="{color}" stroke-width="2""#, cx - r, cy - r, cx + r, cy + r, cx - r, cy + r, cx + r, cy - r),
+    };
+    let tag = match i % SHAPES {
+        0 => "circle",
+        1 => "rect",
+        _ => "path",
+    };
+    write!(s, r#"{shape} fill="{color}"><title>{}</title></{tag}>"#, esc(tip)).unwrap();
+}
+
+/// Marker shapes [`marker`] cycles through: circle, square, triangle up, diamond, triangle down, cross.
+const SHAPES: usize = 6;
+
+/// Dash patterns, in the order of [`marker`]'s shapes' cycle of colours.
+const DASHES: [&str; 4] = ["", "6 3", "2 2", "8 3 2 3"];
+
+/// Chart of (x, y) series; `log_y` plots log10(y) (values ≤ 0 are skipped).
+pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)], log_y: bool, style: Style) -> String {
     let mut s = open(title, H);
     let tf = |v: f64| if log_y { v.log10() } else { v };
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|&(_, v)| !log_y || v > 0.0).collect();
-    let (xlo, xhi) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), &(x, _)| (a.min(x), b.max(x)));
-    let (ylo, yhi) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(tf(v)), b.max(tf(v))));
+    let shown = |v: f64| v.is_finite() && (!log_y || v > 0.0);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|&(_, v)| shown(v)).collect();
     if pts.is_empty() {
         s.push_str("</svg>");
         return s;
     }
+    let (mut xlo, mut xhi) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), &(x, _)| (a.min(x), b.max(x)));
+    if style == Style::Steps {
+        (xlo, xhi) = (xlo - 0.5, xhi + 0.5);
+    }
+    let (ylo, yhi) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(tf(v)), b.max(tf(v))));
     let y = y_axis(&mut s, if log_y { ylo } else { ylo.min(0.0) }, yhi + (yhi - ylo).abs() * 0.05 + 1e-12, &if log_y { format!("log10 {y_label}") } else { y_label.to_string() });
     let (xlo, xhi) = if xhi > xlo { (xlo, xhi) } else { (xlo - 1.0, xlo + 1.0) };
     let x = |v: f64| L + (W - L - R) * (v - xlo) / (xhi - xlo);
@@ -109,16 +155,44 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(
         v += step;
     }
     write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, (L + W - R) / 2.0, H - B + 32.0, esc(x_label)).unwrap();
-    for (i, (_, p)) in series.iter().enumerate() {
-        let path: Vec<String> = p.iter().filter(|&&(_, v)| !log_y || v > 0.0).map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(tf(b)))).collect();
-        write!(s, r#"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"#, COLORS[i % 8], path.join(" ")).unwrap();
-        if p.len() <= 20 {
-            for &(a, b) in p.iter().filter(|&&(_, v)| !log_y || v > 0.0) {
-                write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{}"><title>{a}: {b:.4}</title></circle>"#, x(a), y(tf(b)), COLORS[i % 8]).unwrap();
+    let n = series.len();
+    for (i, (name, p)) in series.iter().enumerate() {
+        let color = COLORS[i % 8];
+        let dash = DASHES[(i / 8) % DASHES.len()];
+        let dash = if dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{dash}""#) };
+        let p: Vec<(f64, f64)> = p.iter().copied().filter(|&(_, v)| shown(v)).collect();
+        match style {
+            Style::Steps => {
+                // One sub-path per run of consecutive x values: a missing x breaks the outline.
+                let mut d = String::new();
+                let mut prev: Option<f64> = None;
+                for &(a, b) in &p {
+                    let (x0, x1, py) = (x(a - 0.5), x(a + 0.5), y(tf(b)));
+                    if prev == Some(a - 1.0) {
+                        write!(d, "L{x0:.1},{py:.1}H{x1:.1}").unwrap();
+                    } else {
+                        write!(d, "M{x0:.1},{py:.1}H{x1:.1}").unwrap();
+                    }
+                    prev = Some(a);
+                }
+                write!(s, r#"<path fill="none" stroke="{color}" stroke-width="1.2"{dash} d="{d}"><title>{}</title></path>"#, esc(name)).unwrap();
+            }
+            Style::Lines => {
+                // Series nudged apart, up to ±2.5% of the plot's width (±11 px): series with equal
+                // values show side by side instead of hiding one another.
+                let nudge = if n > 1 { (i as f64 - (n - 1) as f64 / 2.0) / (n - 1) as f64 * 0.05 * (W - L - R) } else { 0.0 };
+                let path: Vec<String> = p.iter().map(|&(a, b)| format!("{:.1},{:.1}", x(a) + nudge, y(tf(b)))).collect();
+                write!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{}"/>"#, path.join(" ")).unwrap();
+                if p.len() <= 20 {
+                    for &(a, b) in &p {
+                        marker(&mut s, i, x(a) + nudge, y(tf(b)), color, &format!("{name}: {a}: {b:.4}"));
+                    }
+                }
             }
         }
     }
-    legend(&mut s, &series.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    legend(&mut s, &names, style == Style::Lines);
     s.push_str("</svg>");
     s
 }
@@ -127,30 +201,40 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(
 /// file's layer count).
 pub const MAX_HEATMAP: usize = 48;
 
-/// Heatmap of a square matrix (e.g. KL divergences), white (0) to dark blue (max), values printed;
-/// the first [`MAX_HEATMAP`] rows and columns.
+/// Heatmap of a square matrix (e.g. KL divergences), white (0) to dark blue (max), values printed
+/// where the cells are large enough to read them; the first [`MAX_HEATMAP`] rows and columns.
+/// Rows are labelled on the left, columns above (rotated), with room sized to the longest label.
 pub fn heatmap(title: &str, labels: &[String], m: &[Vec<f64>]) -> String {
     let title = if labels.len() > MAX_HEATMAP { format!("{title}, first {MAX_HEATMAP} of {}", labels.len()) } else { title.to_string() };
     let (title, labels) = (title.as_str(), &labels[..labels.len().min(MAX_HEATMAP)]);
     let m: Vec<&[f64]> = m.iter().take(MAX_HEATMAP).map(|r| &r[..r.len().min(MAX_HEATMAP)]).collect();
     let n = labels.len().max(1);
-    let cell = (240.0 / n as f64).clamp(14.0, 40.0);
-    let (x0, y0) = (90.0, 40.0);
-    let height = y0 + cell * n as f64 + 20.0;
+    // Labels are cut to 32 characters; ~6.2 px per character of an 11 px sans-serif font.
+    let short = |l: &str| if l.chars().count() > 32 { format!("{}…", l.chars().take(31).collect::<String>()) } else { l.to_string() };
+    let widest = labels.iter().map(|l| short(l).chars().count()).max().unwrap_or(1) as f64 * 6.2;
+    let x0 = (widest + 10.0).clamp(40.0, 220.0);
+    let y0 = 34.0 + (widest * 0.71 + 8.0).clamp(16.0, 160.0);
+    let cell = ((W - x0 - 10.0) / n as f64).min(52.0);
+    let height = y0 + cell * n as f64 + 24.0;
     let mut s = open(title, height.max(120.0));
     let max = m.iter().flat_map(|r| r.iter()).copied().filter(|v| v.is_finite()).fold(0f64, f64::max).max(1e-12);
+    let font = (cell * 0.3).clamp(9.0, 12.0);
+    for (j, label) in labels.iter().enumerate() {
+        let cx = x0 + cell * (j as f64 + 0.5);
+        write!(s, r#"<text transform="translate({cx:.1},{:.1}) rotate(-45)">{}</text>"#, y0 - 4.0, esc(&short(label))).unwrap();
+    }
     for (i, row) in m.iter().enumerate() {
-        write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 4.0, y0 + cell * (i as f64 + 0.6), esc(&labels[i])).unwrap();
+        write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 4.0, y0 + cell * (i as f64 + 0.5) + 4.0, esc(&short(&labels[i]))).unwrap();
         for (j, &v) in row.iter().enumerate() {
             let t = (v / max).clamp(0.0, 1.0);
             let (r, g, b) = (255.0 - 247.0 * t, 255.0 - 207.0 * t, 255.0 - 148.0 * t);
             write!(s, r##"<rect x="{:.1}" y="{:.1}" width="{cell:.1}" height="{cell:.1}" fill="rgb({r:.0},{g:.0},{b:.0})" stroke="#fff"><title>{} vs {}: {v:.5} bits</title></rect>"##, x0 + cell * j as f64, y0 + cell * i as f64, esc(&labels[i]), esc(&labels[j])).unwrap();
-            if cell >= 28.0 {
-                write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="8" fill="{}">{}</text>"##, x0 + cell * (j as f64 + 0.5), y0 + cell * (i as f64 + 0.6), if t > 0.5 { "#fff" } else { "#000" }, fmt_small(v)).unwrap();
+            if cell >= 30.0 {
+                write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="{font:.0}" fill="{}">{}</text>"##, x0 + cell * (j as f64 + 0.5), y0 + cell * (i as f64 + 0.5) + font * 0.35, if t > 0.5 { "#fff" } else { "#000" }, fmt_small(v)).unwrap();
             }
         }
     }
-    write!(s, r#"<text x="{}" y="{:.1}">max {} bits/element</text>"#, x0 + cell * n as f64 + 10.0, y0 + 10.0, fmt_small(max)).unwrap();
+    write!(s, r#"<text x="{:.1}" y="{:.1}">max {} bits/element</text>"#, x0, y0 + cell * n as f64 + 16.0, fmt_small(max)).unwrap();
     s.push_str("</svg>");
     s
 }
