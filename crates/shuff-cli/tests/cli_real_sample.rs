@@ -432,3 +432,47 @@ fn completions_for_bash_zsh_and_fish() {
         assert!(out.contains("decompress") && out.contains("force"), "{shell}");
     }
 }
+
+/// Every README example that starts with `$ ` runs as written, block by block in order in one
+/// scratch directory (a later block may use an earlier one's output), with `shuff` on the PATH.
+/// The README's `data/` (a full capture, not committed) is stood in for by the committed sample:
+/// `data/minilm/step000..007` cycle through its five steps, and `data/minilm-model-bf16.safetensors`
+/// is one of them (real bf16 tensors).
+#[test]
+fn readme_examples_run() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let scratch = tmp("readme-examples");
+    let data = scratch.join("data/minilm");
+    std::fs::create_dir_all(&data).unwrap();
+    for step in 0..8 {
+        std::fs::copy(sample(step % 5), data.join(format!("step{step:03}.safetensors"))).unwrap();
+    }
+    std::fs::copy(sample(4), scratch.join("data/minilm-model-bf16.safetensors")).unwrap();
+    // Blocks: runs of indented lines; in each, the `$ ` lines with their `\` continuations.
+    let mut scripts: Vec<Vec<String>> = vec![Vec::new()];
+    let mut lines = readme.lines();
+    while let Some(l) = lines.next() {
+        if !l.starts_with("    ") {
+            if !scripts.last().unwrap().is_empty() {
+                scripts.push(Vec::new());
+            }
+            continue;
+        }
+        let Some(cmd) = l.trim_start().strip_prefix("$ ") else { continue };
+        let mut full = cmd.to_string();
+        while full.ends_with('\\') {
+            full.pop();
+            full.push_str(lines.next().expect("a continuation").trim());
+        }
+        scripts.last_mut().unwrap().push(full);
+    }
+    scripts.retain(|s| !s.is_empty());
+    assert!(scripts.iter().map(Vec::len).sum::<usize>() >= 8, "README examples not found: {scripts:?}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_shuff")).parent().unwrap().display().to_string();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    for script in &scripts {
+        let text = format!("set -e\n{}\n", script.join("\n"));
+        let out = Command::new("sh").arg("-c").arg(&text).current_dir(&scratch).env("PATH", &path).output().unwrap();
+        assert!(out.status.success(), "README example failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
