@@ -78,6 +78,9 @@ class Trainer:
     def __init__(self, max_len: int | None = None) -> None: ...
     def add(self, cls: str, dtype: str, layout: str, batch: int, data: Any, source: str = "") -> None:
         """Counts `data` (tensor bytes of `dtype`) into class `cls`, batch `batch`, in `layout`."""
+    def add_counts(self, cls: str, dtype: str, layout: str, batch: int, counts: list[list[int]], source: str = "") -> None:
+        """Adds symbol counts already counted by `stream_histograms` (e.g. summed over ranks): one
+        list of 256 counts per stream of `layout`."""
     def classes(self) -> list[str]:
         """Class names seen so far."""
     def build(self, name: str) -> CodebookSet:
@@ -101,6 +104,9 @@ def frame_header(codebook: Codebook, nbytes: int, lanes: int) -> bytes:
     """The version-2 header (no checksum) a device encoder writes before its chunks."""
 def measure(data: Any, codebook: Codebook) -> tuple[int, float, int, int]:
     """(original, Shannon, own-Huffman payload, fixed-codebook) bits of `data`, as `shuff eval`."""
+def stream_histograms(data: Any, dtype: str, layout: str) -> list[list[int]]:
+    """Symbol counts of `data` (tensor bytes of `dtype`): 256 per stream of `layout`, as
+    `Trainer.add` counts them."""
 def max_frame_size(dtype: str, layout: str, nbytes: int) -> int:
     """The worst-case frame size for `nbytes` of tensor data."""
 

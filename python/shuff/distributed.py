@@ -11,7 +11,9 @@ frames (padded to the largest), and decode. A message that would not shrink trav
 is sent negated), so a collective never sends more than the uncompressed one plus the sizes.
 
 By default (`compress="auto"`) each kind of call first measures itself compressed and uncompressed
-and keeps the faster, so a fast link is not slowed down; `compress=True` forces compression.
+and keeps the faster, so a fast link is not slowed down; `compress=True` forces compression;
+`compress=False` is the plain collective (`book` may then be None). `Traffic` records how many
+bytes the calls were handed and how many they sent.
 
 Every compressed call checks, inside the size exchange it needs anyway, that all ranks hold the same codebook
 set (by fingerprint); a mismatch raises ShuffError on every rank instead of decoding garbage.
@@ -20,12 +22,13 @@ set (by fingerprint); a mismatch raises ShuffError on every rank instead of deco
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 
-from . import CodebookSet, ShuffError, _shuff, byte_view, dtype_name
+from . import CodebookSet, ShuffError, Trainer, _shuff, byte_view, dtype_name
 from ._shuff import encode_into_buffer, max_frame_size
 
 # Messages are cut into pieces of this many tensor bytes, so that decoding one piece overlaps the
@@ -61,6 +64,59 @@ def _exchange(row: Sequence[int], book: CodebookSet, group: dist.ProcessGroup | 
         listing = ", ".join(f"rank {r}: {fp:016x}" for r, fp in enumerate(fps))
         raise ShuffError(f"ranks hold different codebook sets ({listing}); load the same set everywhere")
     return m[:, 1:]
+
+
+class SharedTrainer:
+    """Learns codebooks that every rank of a group agrees on, without sending any codebook: each
+    rank counts the symbols of what it sends (`count`, per class, one batch per `end_step`), and
+    `build` sums the counts over the group (one all-reduce of a few KiB per class and step) and
+    builds the set from the sums with the library's Trainer — the same numbers give every rank
+    the same set. All ranks must count the same classes and call `end_step`/`build` together.
+
+        learner = shuff.distributed.SharedTrainer(layout="exponent")
+        for step in warmup:
+            ...; learner.count("act", activation); ...; learner.end_step()
+        book = learner.build("learned")
+    """
+
+    def __init__(self, layout: str = "exponent", group: dist.ProcessGroup | None = None) -> None:
+        self.layout = layout
+        self.group = group
+        # One {class: (dtype, [[256 counts] per stream])} per step; the last is the step in progress.
+        self._steps: list[dict[str, tuple[str, list[list[int]]]]] = [{}]
+
+    def count(self, cls: str, t) -> None:
+        """Counts tensor `t` (contiguous; its dtype is the class's) into class `cls`, this step."""
+        dtype = dtype_name(t)
+        counts = _shuff.stream_histograms(byte_view(t), dtype, self.layout)
+        step = self._steps[-1]
+        if cls in step:
+            if step[cls][0] != dtype:
+                raise ShuffError(f"class {cls!r} got {dtype} after {step[cls][0]}")
+            counts = [[a + b for a, b in zip(x, y)] for x, y in zip(step[cls][1], counts)]
+        step[cls] = (dtype, counts)
+
+    def end_step(self) -> None:
+        """Ends a batch: the distributions of the steps are averaged with equal weights."""
+        if self._steps[-1]:
+            self._steps.append({})
+
+    def build(self, name: str) -> CodebookSet:
+        """Sums every rank's counts and builds the set (a collective: every rank calls it)."""
+        steps = [s for s in self._steps if s]
+        classes = sorted({c for step in steps for c in step})
+        flat = [n for step in steps for c in classes if c in step for stream in step[c][1] for n in stream]
+        total = torch.tensor(flat, dtype=torch.int64, device=_control_device(self.group))
+        dist.all_reduce(total, group=self.group)
+        summed = iter(total.cpu().tolist())
+        trainer = Trainer()
+        for batch, step in enumerate(steps):
+            for c in classes:
+                if c in step:
+                    dtype, counts = step[c]
+                    trainer.add_counts(c, dtype, self.layout, batch, [[next(summed) for _ in range(256)] for _ in counts], "shared")
+        self._steps = [{}]
+        return trainer.build(name)
 
 
 def check_codebooks(book: CodebookSet, group: dist.ProcessGroup | None = None) -> None:
@@ -192,9 +248,59 @@ class _Policy:
 _policy = _Policy()
 
 
-def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, plain_fn, cuda: bool = False) -> None:
+class Traffic:
+    """What this rank's collectives moved while `recording()`: `original` tensor bytes handed to
+    them, `sent` bytes this rank put on the link for them (compressed frames padded to the widest
+    rank's, as they travel, or the raw bytes of an uncompressed call), and the number of calls,
+    compressed or not.
+
+        traffic = shuff.distributed.Traffic()
+        with traffic.recording():
+            shuff.distributed.all_gather(outs, t, book=book, cls="act")
+        print(traffic.ratio())
+    """
+
+    def __init__(self) -> None:
+        self.original = 0
+        self.sent = 0
+        self.calls = 0
+        self.compressed_calls = 0
+
+    def ratio(self) -> float:
+        """sent / original (1.0 before anything was recorded)."""
+        return self.sent / self.original if self.original else 1.0
+
+    @contextmanager
+    def recording(self) -> Iterator["Traffic"]:
+        _recorders.append(self)
+        try:
+            yield self
+        finally:
+            _recorders.remove(self)
+
+    def __repr__(self) -> str:
+        return f"Traffic(original={self.original}, sent={self.sent}, calls={self.calls}, compressed_calls={self.compressed_calls})"
+
+
+_recorders: list[Traffic] = []
+
+
+def _record(original: int, sent: int, compressed: bool) -> None:
+    for t in _recorders:
+        t.original += original
+        t.sent += sent
+        t.calls += 1
+        t.compressed_calls += compressed
+
+
+def _run(kind: str, compress: bool | str, group, nbytes: int, book: CodebookSet | None, compressed_fn, plain_fn, cuda: bool = False,
+         key_bytes: int | None = None) -> None:
+    """Runs the compressed or the plain form of a collective of `nbytes` bytes from this rank
+    (the policy's size class is that of `key_bytes` where given)."""
+    if book is None and compress is not False:
+        raise ShuffError(f"{kind}: give a codebook set (book=...), or compress=False")
     if compress == "auto":
-        key = _policy.key(group, kind, nbytes)
+        key = _policy.key(group, kind, nbytes if key_bytes is None else key_bytes)
         use, measure = _policy.choose(key)
     elif isinstance(compress, bool):
         use, measure = compress, False
@@ -203,14 +309,18 @@ def _run(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, pla
     if measure and cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    (compressed_fn if use else plain_fn)()
+    if use:
+        compressed_fn()
+    else:
+        plain_fn()
+        _record(nbytes, nbytes, False)
     if measure:
         if cuda:
             torch.cuda.synchronize()
         _policy.record(key, use, time.perf_counter() - start, group)
 
 
-def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet, cls: str,
+def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dist.ProcessGroup | None = None, *, book: CodebookSet | None, cls: str,
                compress: bool | str = "auto") -> None:
     """Like torch.distributed.all_gather; tensor_list[r] receives rank r's tensor, bit for bit.
 
@@ -218,7 +328,7 @@ def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dis
     (asynchronously), piece p − 1 is decoded. A rank's own piece is copied, not decoded.
     compress: "auto" (default: measure both paths on the first calls, keep the faster), True, or
     False (torch's own all_gather)."""
-    _run("all_gather", compress, group, tensor.numel() * tensor.element_size(),
+    _run("all_gather", compress, group, tensor.numel() * tensor.element_size(), book,
          lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group),
          cuda=tensor.device.type == "cuda")
 
@@ -250,9 +360,10 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
             else:
                 _unpack_bytes(recv[r], int(sizes[r, p]), outs[r][s:e], codebook)
 
+    widths = [int(sizes[:, p].abs().max()) for p in range(len(bounds))]
+    _record(nbytes, sum(widths), True)
     pending = None
-    for p in range(len(bounds)):
-        width = int(sizes[:, p].abs().max())
+    for p, width in enumerate(widths):
         recv = [torch.empty(width, dtype=torch.uint8, device=tensor.device) for _ in range(ws)]
         work = dist.all_gather(recv, _send_buffer([packed[p]], width), group=group, async_op=True)
         if pending is not None:
@@ -263,15 +374,15 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
 
 
 def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group: dist.ProcessGroup | None = None, *,
-               book: CodebookSet, cls: str, compress: bool | str = "auto") -> None:
+               book: CodebookSet | None, cls: str, compress: bool | str = "auto") -> None:
     """Like torch.distributed.all_to_all: output_tensor_list[r] receives rank r's
     input_tensor_list[me], bit for bit. compress: True, False or "auto" (as in all_gather)."""
     # Ranks may send different amounts, so the size class must not depend on this rank's: one
     # policy per group for all_to_all.
-    _run("all_to_all", compress, group, 0,
+    _run("all_to_all", compress, group, sum(t.numel() * t.element_size() for t in input_tensor_list), book,
          lambda: _all_to_all(output_tensor_list, input_tensor_list, group, book, cls),
          lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group),
-         cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda")
+         cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda", key_bytes=0)
 
 
 def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group, book: CodebookSet, cls: str) -> None:
@@ -284,6 +395,7 @@ def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[
     # Every rank learns the whole size matrix (row = sender), so all pick the same padding.
     matrix = _exchange([s for _, s in packed], book, group)
     width = int(matrix.abs().max().item())
+    _record(sum(t.numel() * t.element_size() for t in input_tensor_list), ws * width, True)
     send = _send_buffer(packed, width)
     recv = torch.empty(ws * width, dtype=torch.uint8, device=send.device)
     dist.all_to_all_single(recv, send, group=group)
@@ -319,7 +431,7 @@ def _sum_like_gloo(parts: Sequence[torch.Tensor], out: torch.Tensor) -> None:
 
 
 def reduce_scatter(output: torch.Tensor, input_list: list[torch.Tensor], op=dist.ReduceOp.SUM, group: dist.ProcessGroup | None = None, *,
-                   book: CodebookSet, cls: str, compress: bool | str = "auto") -> None:
+                   book: CodebookSet | None, cls: str, compress: bool | str = "auto") -> None:
     """Like torch.distributed.reduce_scatter (SUM): compressed all_to_all of the inputs, decode,
     then sum in the tensors' own dtype, in rank order (each addition rounded as torch rounds it).
 

@@ -190,17 +190,10 @@ impl PyFamily {
     /// GPU coder counts its sample on the device).
     fn choose_from_counts(&self, counts: Vec<Vec<u64>>) -> PyResult<Vec<u8>> {
         let k = self.inner.layout().stream_count(self.inner.dtype());
-        if counts.len() != k || counts.iter().any(|c| c.len() != 256) {
+        if counts.len() != k {
             return Err(err(format!("give {k} lists of 256 counts")));
         }
-        let hists: Vec<shuff::stats::Histogram> = counts
-            .iter()
-            .map(|c| {
-                let mut h = shuff::stats::Histogram::new();
-                h.counts.copy_from_slice(c);
-                h
-            })
-            .collect();
+        let hists = histograms_from_counts(&counts)?;
         Ok(self.inner.choose_from_histograms(&hists)[..k].to_vec())
     }
     /// The device tables (`shuff::device`) for a frame whose stream `s` is coded by `members[s]`.
@@ -339,6 +332,18 @@ impl PyTrainer {
         let hists = released(py, || stream_histograms(dtype, layout, bytes.slice()))?;
         self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
     }
+    /// Adds histograms already counted (by [`stream_histograms`], possibly summed over ranks)
+    /// as class `cls`, batch `batch`: one list of 256 counts per stream of the layout.
+    #[pyo3(signature = (cls, dtype, layout, batch, counts, source=""))]
+    fn add_counts(&mut self, cls: &str, dtype: &str, layout: &str, batch: u64, counts: Vec<Vec<u64>>, source: &str) -> PyResult<()> {
+        let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
+        let k = layout.stream_count(dtype);
+        if counts.len() != k {
+            return Err(err(format!("{dtype}/{layout} has {k} stream(s): give {k} lists of 256 counts, not {}", counts.len())));
+        }
+        let hists = histograms_from_counts(&counts)?;
+        self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
+    }
     /// Class names seen so far.
     fn classes(&self) -> Vec<String> {
         self.inner.class_names().map(str::to_string).collect()
@@ -348,6 +353,28 @@ impl PyTrainer {
     fn build(&self, name: &str) -> PyResult<PyCodebookSet> {
         Ok(PyCodebookSet { inner: self.inner.build(name).map_err(err)? })
     }
+}
+
+/// 256 counts per stream, from Python, as histograms (a wrong length is an error, not a panic).
+fn histograms_from_counts(counts: &[Vec<u64>]) -> PyResult<Vec<shuff::stats::Histogram>> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(s, c)| {
+            let counts: [u64; 256] = c.as_slice().try_into().map_err(|_| err(format!("stream {s}: {} counts, expected 256", c.len())))?;
+            Ok(shuff::stats::Histogram { counts })
+        })
+        .collect()
+}
+
+/// Symbol counts of `data` (tensor bytes of `dtype`) per stream of `layout`: what
+/// `Trainer.add` counts, for callers that sum counts before training (e.g. over ranks).
+#[pyfunction(name = "stream_histograms")]
+fn py_stream_histograms(py: Python<'_>, data: &Bound<'_, PyAny>, dtype: &str, layout: &str) -> PyResult<Vec<Vec<u64>>> {
+    let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
+    let bytes = Bytes::new(data)?;
+    let hists = released(py, || stream_histograms(dtype, layout, bytes.slice()))?;
+    Ok(hists.iter().map(|h| h.counts.to_vec()).collect())
 }
 
 /// Encodes `data` (the tensor's bytes) with `codebook` into a frame (GIL released).
@@ -544,6 +571,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frame_header, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
+    m.add_function(wrap_pyfunction!(py_stream_histograms, m)?)?;
     m.add_function(wrap_pyfunction!(save_file, m)?)?;
     m.add_class::<PyContainerFile>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
