@@ -8,7 +8,8 @@
 Arrays and CPU tensors are read in place (no copy on the way in); coding runs in Rust with the
 GIL released. CUDA tensors are coded on their GPU (`shuff.gpu`), on the current stream, and the
 frames stay on the device; GPU and CPU frames are the same bytes. `shuff.torch` learns codebooks from a model with hooks; `shuff.distributed` has
-compressed collectives over torch.distributed.
+compressed collectives over torch.distributed; `shuff.ddp` is a DistributedDataParallel
+communication hook and `shuff.fsdp` the custom collectives of FSDP2, both built on them.
 """
 
 from __future__ import annotations

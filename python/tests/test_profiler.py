@@ -3,8 +3,6 @@
 the following steps and compared with each shard's own (three-stage) Huffman code."""
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import random
 
 import pytest
@@ -13,15 +11,9 @@ import torch
 import shuff
 import shuff.torch as st
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from conftest import load_capture_tool
+
 WARMUP, LATER, BATCH, SEQ, SHARDS = 4, 2, 16, 128, 8
-
-
-def load_capture_tool():
-    spec = importlib.util.spec_from_file_location("capture_minilm", REPO / "tools" / "capture_minilm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_profiled_codebooks_track_per_shard_huffman_on_later_steps():

@@ -1,0 +1,175 @@
+"""The DDP communication hook and the FSDP2 custom collectives on 4 gloo ranks, training the real
+all-MiniLM-L6-v2 on real text: compressed training gives parameters bit-identical to its
+uncompressed twin (same reduction order, nothing coded), all ranks stay in step, and the result is
+what DDP / FSDP compute with their own collectives (up to the order of additions)."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import shuff
+import shuff.ddp
+import shuff.fsdp
+from conftest import load_capture_tool
+from test_distributed import free_port
+
+WS, STEPS, WARMUP, BATCH, SEQ = 4, 4, 2, 4, 32
+
+
+def train(model_dir: str, passages: list[str], rank: int, wrap) -> torch.Tensor:
+    """STEPS steps of the contrastive objective from the same start and the same batches; the
+    parameters at the end (this rank's shards under FSDP), flattened. `wrap(model)` returns the
+    parallel model and a function to call after each step."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    model, after_step = wrap(AutoModel.from_pretrained(model_dir, add_pooling_layer=False))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    torch.manual_seed(1 + rank)  # dropout: the same masks in every run of this rank
+    rng = random.Random(rank)
+    for _ in range(STEPS):
+        start = rng.randrange(0, len(passages) - 2 * BATCH)
+        a, b = passages[start : start + 2 * BATCH : 2], passages[start + 1 : start + 2 * BATCH : 2]
+        enc = tok(a + b, padding="max_length", truncation=True, max_length=SEQ, return_tensors="pt")
+        out = model(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
+        emb = torch.nn.functional.normalize((out * m).sum(1) / m.sum(1), dim=-1)
+        loss = torch.nn.functional.cross_entropy(emb[:BATCH] @ emb[BATCH:].T * 20.0, torch.arange(BATCH))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        after_step()
+    return torch.cat([(p.to_local() if hasattr(p, "to_local") else p).detach().reshape(-1) for p in model.parameters()])
+
+
+def ddp(hook_state: shuff.ddp.HookState | None):
+    def wrap(model):
+        model = DDP(model)
+        if hook_state is not None:
+            model.register_comm_hook(hook_state, shuff.ddp.comm_hook)
+        return model, lambda: None
+
+    return wrap
+
+
+def fsdp(comms: shuff.fsdp.Compression | None):
+    def wrap(model):
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (WS,))
+        for layer in model.encoder.layer:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        if comms is None:
+            return model, lambda: None
+        assert comms.attach(model) == len(model.encoder.layer) + 1
+        return model, comms.step
+
+    return wrap
+
+
+def check_same_everywhere(got: torch.Tensor) -> None:
+    """All ranks hold the same tensor (they averaged, and got the same average)."""
+    every = [torch.empty_like(got) for _ in range(WS)]
+    dist.all_gather(every, got)
+    assert all(np.array_equal(shuff.byte_view(e), shuff.byte_view(got)) for e in every), "ranks diverged"
+
+
+def worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WS)
+    torch.set_num_threads(1)  # the same kernels, so the same bits, in every run
+
+    compressed = shuff.ddp.HookState(warmup_steps=WARMUP, compress=True)
+    got = train(model_dir, passages, rank, ddp(compressed))
+    twin = shuff.ddp.HookState(warmup_steps=WARMUP, compress=False)
+    want = train(model_dir, passages, rank, ddp(twin))
+    plain = train(model_dir, passages, rank, ddp(None))
+
+    assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed training differs from its uncompressed twin"
+    check_same_everywhere(got)
+    # The same average as DDP's own all-reduce, up to the order of additions.
+    assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain DDP {float((got - plain).abs().max()):.3g}"
+    from transformers import AutoModel
+
+    start = torch.cat([p.detach().reshape(-1) for p in AutoModel.from_pretrained(model_dir, add_pooling_layer=False).parameters()])
+    assert float((got - start).abs().max()) > 1e-5, "training did not move the parameters"
+
+    # Warm-up learned one codebook set, the same on every rank (the collectives check it on every
+    # call), with the two phases of the f32 gradients; after warm-up the hook sent less than it was given.
+    book = compressed.book
+    assert book is not None and sorted(book.classes()) == ["grad.f32.ag", "grad.f32.rs"]
+    assert twin.book is not None and twin.book.fingerprint == book.fingerprint, "both runs learn from the same counts"
+    traffic = compressed.traffic
+    assert traffic.compressed_calls > 0 and twin.traffic.compressed_calls == 0
+    assert traffic.sent < twin.traffic.sent == twin.traffic.original == traffic.original
+    if rank == 0:
+        print(f"DDP hook, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.3f} of the gradient bytes "
+              f"({traffic.compressed_calls} of {traffic.calls} calls compressed)")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_ddp_hook_trains_minilm_bit_identically_to_its_uncompressed_twin():
+    cap = load_capture_tool()
+    model_dir = cap.model_dir()
+    passages = [s for s in cap.real_sentences(model_dir, limit=400, stdlib_only=True) if len(s) > 40]
+    assert len(passages) > 4 * BATCH
+    mp.spawn(worker, args=(free_port(), model_dir, passages), nprocs=WS, join=True)
+
+
+def fsdp_worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WS)
+    torch.set_num_threads(1)
+
+    compressed = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=True)
+    got = train(model_dir, passages, rank, fsdp(compressed))
+    twin = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=False)
+    want = train(model_dir, passages, rank, fsdp(twin))
+    plain = train(model_dir, passages, rank, fsdp(None))
+
+    assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed FSDP training differs from its uncompressed twin"
+    assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain FSDP {float((got - plain).abs().max()):.3g}"
+    book = compressed.book
+    assert book is not None and sorted(book.classes()) == ["grad.f32.rs", "param.f32"]
+    assert twin.book is not None and twin.book.fingerprint == book.fingerprint
+    traffic = compressed.traffic
+    assert traffic.compressed_calls > 0 and twin.traffic.compressed_calls == 0
+    assert traffic.sent < twin.traffic.sent == twin.traffic.original == traffic.original
+    # Every rank learned the same set (the collectives check it on every call); shards differ.
+    check_same_everywhere(torch.tensor([book.fingerprint & 0x7FFF_FFFF_FFFF_FFFF]))
+    if rank == 0:
+        print(f"FSDP2 collectives, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.3f} of the bytes "
+              f"({traffic.compressed_calls} of {traffic.calls} calls compressed)")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_fsdp2_collectives_train_minilm_bit_identically_to_their_uncompressed_twin():
+    cap = load_capture_tool()
+    model_dir = cap.model_dir()
+    passages = [s for s in cap.real_sentences(model_dir, limit=400, stdlib_only=True) if len(s) > 40]
+    mp.spawn(fsdp_worker, args=(free_port(), model_dir, passages), nprocs=WS, join=True)
+
+
+def test_hook_state_refuses_what_it_cannot_do():
+    import pytest
+
+    with pytest.raises(shuff.ShuffError, match="warm-up"):
+        shuff.ddp.HookState(warmup_steps=0)
+    with pytest.raises(shuff.ShuffError, match="compress"):
+        shuff.ddp.HookState(compress="sometimes")
+    with pytest.raises(shuff.ShuffError, match="warm-up"):
+        shuff.fsdp.Compression(warmup_steps=0)
+    with pytest.raises(shuff.ShuffError, match="FSDP module"):
+        shuff.fsdp.Compression().attach(torch.nn.Linear(2, 2))
