@@ -333,12 +333,15 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     for l in &r.layouts {
         writeln!(s, "\n{} layout — trained on {} steps, measured on {}", l.layout, r.trained_on.len(), short(&r.held_out)).unwrap();
-        writeln!(s, "| class | Shannon % | per-shard Huffman % | + code % | single-stage fixed % | fixed − Huffman pp | fixed − Shannon pp |").unwrap();
-        writeln!(s, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+        let mut t = crate::table::new(&["class", "Shannon %", "per-shard Huffman %", "+ code %", "single-stage fixed %", "fixed − Huffman pp", "fixed − Shannon pp"], 1);
         let rows = l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("**all**", &l.total.1)));
         for (c, p) in rows {
-            writeln!(s, "| {c} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} | {:+.2} |", p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp).unwrap();
+            let mut row = vec![c.to_string()];
+            row.extend([p.shannon, p.huffman, p.huffman_with_code, p.fixed].map(|v| format!("{v:.2}")));
+            row.extend([p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp].map(|v| format!("{v:+.2}")));
+            t.add_row(row);
         }
+        writeln!(s, "{t}").unwrap();
     }
     s
 }
@@ -352,12 +355,14 @@ fn markdown(r: &Report) -> String {
     writeln!(s, "Codebooks trained on {} (average of per-step distributions), measured on `{}`.", r.trained_on.iter().map(|p| format!("`{}`", short(p))).collect::<Vec<_>>().join(", "), short(&r.held_out)).unwrap();
     s.push_str(&table(r));
     for l in &r.layouts {
-        writeln!(s, "\n## {} layout: drift and code length\n\n| class | excess vs Huffman by step distance (pp) | loss at max length 8 / 10 / 12 / 16 vs unlimited (pp) |\n|---|---|---|", l.layout).unwrap();
+        writeln!(s, "\n## {} layout: drift and code length\n", l.layout).unwrap();
+        let mut t = crate::table::new(&["class", "excess vs Huffman by step distance (pp)", "loss at max length 8 / 10 / 12 / 16 vs unlimited (pp)"], 3);
         for (c, cr) in &l.classes {
             let drift: Vec<String> = cr.excess_by_distance.iter().map(|(d, e)| format!("{d}: {e:+.2}")).collect();
             let at = |len: u32| cr.by_max_len.iter().find(|(l, _)| *l == len).map_or(f64::NAN, |(_, v)| v - cr.unlimited);
-            writeln!(s, "| {c} | {} | {:+.3} / {:+.3} / {:+.3} / {:+.3} |", drift.join(", "), at(8), at(10), at(12), at(16)).unwrap();
+            t.add_row(vec![c.clone(), drift.join(", "), format!("{:+.3} / {:+.3} / {:+.3} / {:+.3}", at(8), at(10), at(12), at(16))]);
         }
+        writeln!(s, "{t}").unwrap();
     }
     s
 }
@@ -366,59 +371,93 @@ fn markdown(r: &Report) -> String {
 /// a file with a thousand classes made a 1.2 GB report.
 const MAX_PLOTTED_CLASSES: usize = 24;
 
+const CSS: &str = "body{font-family:sans-serif;max-width:1340px;margin:auto;padding:1em}\
+    table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
+    .plots{display:flex;flex-wrap:wrap;gap:8px}h2{margin-top:1.5em}";
+
+/// report.html. Written with maud, which escapes every value it is given (tensor and class names
+/// come from files); the charts are SVG built by `svg`, which escapes its own text.
 fn html(r: &Report) -> String {
-    use crate::svg::{esc, Style};
-    let mut s = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>shuff analyze</title><style>body{font-family:sans-serif;max-width:1340px;margin:auto;padding:1em}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
-         .plots{display:flex;flex-wrap:wrap;gap:8px}h2{margin-top:1.5em}</style></head><body><h1>shuff analyze</h1>",
+    use crate::svg::Style;
+    use maud::{html, PreEscaped, DOCTYPE};
+    let f2 = |v: f64| format!("{v:.2}");
+    let pp = |v: f64| format!("{v:+.2}");
+    let page = html! {
+        (DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { "shuff analyze" } style { (PreEscaped(CSS)) } }
+            body {
+                h1 { "shuff analyze" }
+                p {
+                    "Codebooks trained on " (r.trained_on.len()) " step(s) (average of per-step distributions), measured on "
+                    code { (short(&r.held_out)) } ". Compressibility = 1 − coded/original. Run took " (format!("{:.1}", r.seconds)) " s."
+                }
+                @for l in &r.layouts {
+                    h2 { (l.layout) " layout" }
+                    table {
+                        tr { th { "class" } th { "Shannon %" } th { "per-shard Huffman %" } th { "+ code %" } th { "fixed %" } th { "fixed − Huffman pp" } th { "fixed − Shannon pp" } }
+                        @for (c, p) in l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("all", &l.total.1))) {
+                            tr { td { (c) } td { (f2(p.shannon)) } td { (f2(p.huffman)) } td { (f2(p.huffman_with_code)) } td { (f2(p.fixed)) } td { (pp(p.fixed_vs_huffman_pp)) } td { (pp(p.fixed_vs_shannon_pp)) } }
+                        }
+                    }
+                    @let plotted = plotted_classes(l);
+                    @if plotted.len() < l.classes.len() {
+                        p { "Plots show the " (plotted.len()) " largest of " (l.classes.len()) " classes." }
+                    }
+                    div.plots { (PreEscaped(overview_charts(l, &plotted))) }
+                    p { small {
+                        "Bars: the Shannon bound, each shard's own Huffman code (payload, then with the 128 bytes per stream of sending it), \
+                        and the single-stage codebook. Drift: a codebook built from one step, used k steps later, against each shard's own code (0 = as good). \
+                        Max code length: the fixed codebook built with a length limit, against the same code unlimited."
+                    } }
+                    @for (c, cr) in &plotted {
+                        h3 { (l.layout) " — " (c) }
+                        p { small {
+                            "KL(row ‖ column) of the symbol distributions, bits per element: how much a code built for the column costs extra on the row. \
+                            Small, uniform values are what makes one fixed codebook per class work."
+                        } }
+                        div.plots {
+                            (PreEscaped(svg::heatmap(&format!("KL across layers, bits/element ({c})"), &cr.kl_layers.0, &cr.kl_layers.1)))
+                            (PreEscaped(svg::heatmap(&format!("KL across shards ({c})"), &cr.kl_shards.0, &cr.kl_shards.1)))
+                            (PreEscaped(svg::heatmap(&format!("KL across steps ({c})"), &cr.kl_steps.0, &cr.kl_steps.1)))
+                            @let dist: Vec<(String, Vec<(f64, f64)>)> = cr.layer_distributions.iter().take(16).map(|(lay, p)| (lay.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())).collect();
+                            (PreEscaped(svg::lines(&format!("Symbol distribution per layer ({c}, main stream)"), "symbol value", "probability", &dist, true, Style::Steps)))
+                            @let lengths: Vec<String> = (1..=16).map(|l| l.to_string()).collect();
+                            (PreEscaped(svg::bars(&format!("Code lengths of the trained codebook ({c})"), "symbols", &lengths, &[("symbols", cr.code_length_counts[1..].iter().map(|&v| v as f64).collect())])))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page.into_string() + "\n"
+}
+
+/// The classes of a layout that get plots of their own: the [`MAX_PLOTTED_CLASSES`] largest, by name.
+fn plotted_classes(l: &LayoutReport) -> Vec<(&String, &ClassReport)> {
+    let mut plotted: Vec<(&String, &ClassReport)> = l.classes.iter().collect();
+    plotted.sort_by_key(|(_, c)| std::cmp::Reverse(c.sizes.original_bits));
+    plotted.truncate(MAX_PLOTTED_CLASSES);
+    plotted.sort_by_key(|(c, _)| *c);
+    plotted
+}
+
+/// A layout's three overview charts (SVG): compressibility by class, drift, max code length.
+fn overview_charts(l: &LayoutReport, plotted: &[(&String, &ClassReport)]) -> String {
+    use crate::svg::Style;
+    let cats: Vec<String> = plotted.iter().map(|(c, _)| (*c).clone()).collect();
+    let col = |f: &dyn Fn(&Percent) -> f64| plotted.iter().map(|(_, c)| f(&c.percent)).collect::<Vec<f64>>();
+    let mut s = svg::bars(
+        &format!("Compressibility by class ({})", l.layout),
+        "%",
+        &cats,
+        &[("Shannon", col(&|p| p.shannon)), ("Huffman", col(&|p| p.huffman)), ("Huffman + code", col(&|p| p.huffman_with_code)), ("single-stage", col(&|p| p.fixed))],
     );
-    writeln!(s, "<p>Codebooks trained on {} step(s) (average of per-step distributions), measured on <code>{}</code>. Compressibility = 1 − coded/original. Run took {:.1} s.</p>", r.trained_on.len(), esc(&short(&r.held_out)), r.seconds).unwrap();
-    for l in &r.layouts {
-        writeln!(s, "<h2>{} layout</h2><table><tr><th>class</th><th>Shannon %</th><th>per-shard Huffman %</th><th>+ code %</th><th>fixed %</th><th>fixed − Huffman pp</th><th>fixed − Shannon pp</th></tr>", l.layout).unwrap();
-        for (c, p) in l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("all", &l.total.1))) {
-            writeln!(s, "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:+.2}</td><td>{:+.2}</td></tr>", esc(c), p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp).unwrap();
-        }
-        s.push_str("</table>");
-        let mut plotted: Vec<(&String, &ClassReport)> = l.classes.iter().collect();
-        plotted.sort_by_key(|(_, c)| std::cmp::Reverse(c.sizes.original_bits));
-        if plotted.len() > MAX_PLOTTED_CLASSES {
-            writeln!(s, "<p>Plots show the {MAX_PLOTTED_CLASSES} largest of {} classes.</p>", plotted.len()).unwrap();
-            plotted.truncate(MAX_PLOTTED_CLASSES);
-        }
-        plotted.sort_by_key(|(c, _)| *c);
-        s.push_str("<div class=\"plots\">");
-        let cats: Vec<String> = plotted.iter().map(|(c, _)| (*c).clone()).collect();
-        let col = |f: &dyn Fn(&Percent) -> f64| plotted.iter().map(|(_, c)| f(&c.percent)).collect::<Vec<f64>>();
-        s.push_str(&svg::bars(
-            &format!("Compressibility by class ({})", l.layout),
-            "%",
-            &cats,
-            &[("Shannon", col(&|p| p.shannon)), ("Huffman", col(&|p| p.huffman)), ("Huffman + code", col(&|p| p.huffman_with_code)), ("single-stage", col(&|p| p.fixed))],
-        ));
-        let drift: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.excess_by_distance.iter().map(|&(d, e)| (d as f64, e)).collect())).collect();
-        s.push_str(&svg::lines(&format!("Fixed − Huffman vs steps between training and use ({})", l.layout), "steps", "pp", &drift, false, Style::Lines));
-        // From 10 bits: 8 and 9 cost whole points and would flatten the interesting part (report.md has them).
-        let lens: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.by_max_len.iter().filter(|&&(m, _)| m >= 10).map(|&(m, v)| (f64::from(m), v - cr.unlimited)).collect())).collect();
-        s.push_str(&svg::lines(&format!("Max code length: compressibility vs unlimited ({})", l.layout), "max code length (bits)", "pp", &lens, false, Style::Lines));
-        s.push_str("</div><p><small>Bars: the Shannon bound, each shard's own Huffman code (payload, then with the 128 bytes per stream of sending it), \
-            and the single-stage codebook. Drift: a codebook built from one step, used k steps later, against each shard's own code (0 = as good). \
-            Max code length: the fixed codebook built with a length limit, against the same code unlimited.</small></p>");
-        for (c, cr) in &plotted {
-            // Charts escape their own titles; the heading here is HTML.
-            writeln!(s, "<h3>{} — {}</h3><p><small>KL(row ‖ column) of the symbol distributions, bits per element: how much a code built for the column costs extra on the row. \
-                Small, uniform values are what makes one fixed codebook per class work.</small></p><div class=\"plots\">", l.layout, esc(c)).unwrap();
-            s.push_str(&svg::heatmap(&format!("KL across layers, bits/element ({c})"), &cr.kl_layers.0, &cr.kl_layers.1));
-            s.push_str(&svg::heatmap(&format!("KL across shards ({c})"), &cr.kl_shards.0, &cr.kl_shards.1));
-            s.push_str(&svg::heatmap(&format!("KL across steps ({c})"), &cr.kl_steps.0, &cr.kl_steps.1));
-            let dist: Vec<(String, Vec<(f64, f64)>)> = cr.layer_distributions.iter().take(16).map(|(lay, p)| (lay.clone(), p.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())).collect();
-            s.push_str(&svg::lines(&format!("Symbol distribution per layer ({c}, main stream)"), "symbol value", "probability", &dist, true, Style::Steps));
-            let counts: Vec<String> = (1..=16).map(|l| l.to_string()).collect();
-            s.push_str(&svg::bars(&format!("Code lengths of the trained codebook ({c})"), "symbols", &counts, &[("symbols", cr.code_length_counts[1..].iter().map(|&v| v as f64).collect())]));
-            s.push_str("</div>");
-        }
-    }
-    s.push_str("</body></html>\n");
+    let drift: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.excess_by_distance.iter().map(|&(d, e)| (d as f64, e)).collect())).collect();
+    s += &svg::lines(&format!("Fixed − Huffman vs steps between training and use ({})", l.layout), "steps", "pp", &drift, false, Style::Lines);
+    // From 10 bits: 8 and 9 cost whole points and would flatten the interesting part (report.md has them).
+    let lens: Vec<(String, Vec<(f64, f64)>)> = plotted.iter().map(|(c, cr)| ((*c).clone(), cr.by_max_len.iter().filter(|&&(m, _)| m >= 10).map(|&(m, v)| (f64::from(m), v - cr.unlimited)).collect())).collect();
+    s += &svg::lines(&format!("Max code length: compressibility vs unlimited ({})", l.layout), "max code length (bits)", "pp", &lens, false, Style::Lines);
     s
 }
 

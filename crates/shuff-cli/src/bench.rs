@@ -143,26 +143,26 @@ pub fn bench_size(book: &Codebook, source: &[u8], size: usize, threads: usize, s
 }
 
 pub fn print_rows(rows: &[Row]) {
-    println!(
-        "{:>9} {:>3} | {:>10} {:>10} | {:>10} {:>10} | {:>8} | {:>8} {:>8} | {:>11} {:>11}",
-        "size", "thr", "shuff enc", "shuff dec", "huff0 enc", "huff0 dec", "memcpy", "enc ×h0", "dec ×h0", "shuff bytes", "huff0 bytes"
+    let mut t = crate::table::new(
+        &["size", "threads", "shuff enc GB/s", "shuff dec GB/s", "huff0 enc GB/s", "huff0 dec GB/s", "memcpy GB/s", "enc ×huff0", "dec ×huff0", "shuff bytes", "huff0 bytes"],
+        1,
     );
     for r in rows {
-        println!(
-            "{:>9} {:>3} | {:>6.2} GB/s {:>5.2} GB/s | {:>5.2} GB/s {:>5.2} GB/s | {:>5.1} GB/s | {:>7.2}× {:>7.2}× | {:>11} {:>11}",
+        t.add_row(vec![
             human(r.size),
-            r.threads,
-            r.shuff_encode_gbps,
-            r.shuff_decode_gbps,
-            r.huff0_encode_gbps,
-            r.huff0_decode_gbps,
-            r.memcpy_gbps,
-            r.encode_vs_huff0,
-            r.decode_vs_huff0,
-            r.shuff_bytes,
-            r.huff0_bytes
-        );
+            r.threads.to_string(),
+            format!("{:.2}", r.shuff_encode_gbps),
+            format!("{:.2}", r.shuff_decode_gbps),
+            format!("{:.2}", r.huff0_encode_gbps),
+            format!("{:.2}", r.huff0_decode_gbps),
+            format!("{:.1}", r.memcpy_gbps),
+            format!("{:.2}×", r.encode_vs_huff0),
+            format!("{:.2}×", r.decode_vs_huff0),
+            r.shuff_bytes.to_string(),
+            r.huff0_bytes.to_string(),
+        ]);
     }
+    println!("{t}");
 }
 
 fn human(n: usize) -> String {

@@ -118,30 +118,29 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
 }
 
 fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
-    print!(
-        "{:<40} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "tensor", "elements", "shannon", "huffman", "+code", "fixed", "fix-huf pp", "fix-sha pp"
-    );
-    println!("{}", if shift { format!(" {:>9} {:>10} {:>8}", "shift±1", "shf-huf pp", "est.err") } else { String::new() });
-    let line = |name: &str, s: &Sizes| {
+    let mut header = vec!["tensor", "elements", "shannon %", "huffman %", "+code %", "fixed %", "fix-huf pp", "fix-sha pp"];
+    if shift {
+        header.extend(["shift±1 %", "shf-huf pp", "est.err %"]);
+    }
+    let mut t = crate::table::new(&header, 1);
+    let mut line = |name: String, s: &Sizes| {
         let p = s.percent();
-        print!(
-            "{:<40} {:>12} {:>8.2}% {:>8.2}% {:>8.2}% {:>8.2}% {:>+10.3} {:>+10.3}",
-            name, s.elements, p.shannon, p.huffman, p.huffman_with_code, p.fixed, p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp
-        );
+        let mut row = vec![name, s.elements.to_string()];
+        row.extend([p.shannon, p.huffman, p.huffman_with_code, p.fixed].map(|v| format!("{v:.2}")));
+        row.extend([p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp].map(|v| format!("{v:+.3}")));
         if shift {
-            print!(" {:>8.2}% {:>+10.3} {:>7.3}%", p.shift_family, p.shift_family - p.huffman, p.estimate_error);
+            row.extend([format!("{:.2}", p.shift_family), format!("{:+.3}", p.shift_family - p.huffman), format!("{:.3}", p.estimate_error)]);
         }
-        println!();
+        t.add_row(row);
     };
     if !summary_only {
-        for t in &r.tensors {
-            line(&format!("{}:{}", t.file, t.name), &t.sizes);
+        for tensor in &r.tensors {
+            line(format!("{}:{}", tensor.file, tensor.name), &tensor.sizes);
         }
-        println!();
     }
     for (c, s) in &r.classes {
-        line(&format!("class {c}"), &s.sizes);
+        line(format!("class {c}"), &s.sizes);
     }
-    line("total", &r.total.sizes);
+    line("total".into(), &r.total.sizes);
+    println!("{t}");
 }

@@ -29,27 +29,29 @@ pub fn rows(stored: Vec<StoredTensor>) -> Vec<InspectRow> {
 }
 
 pub fn print_inspect(rows: &[InspectRow], file_len: u64) {
-    println!("{:<60} {:<10} {:<9} {:>12} {:>12} {:>7}", "tensor", "dtype", "layout", "bytes", "stored", "ratio");
+    let ratio = |o: u64, s: u64| format!("{:.3}", o as f64 / s.max(1) as f64);
+    let mut t = crate::table::new(&["tensor", "dtype", "layout", "bytes", "stored", "ratio"], 3);
     for r in rows {
-        println!(
-            "{:<60} {:<10} {:<9} {:>12} {:>12} {:>7.3}",
-            r.tensor,
-            r.dtype.as_deref().unwrap_or("-"),
-            r.layout.as_deref().unwrap_or("raw"),
-            r.original_bytes,
-            r.stored_bytes,
-            r.original_bytes as f64 / r.stored_bytes.max(1) as f64
-        );
+        t.add_row(vec![
+            r.tensor.clone(),
+            r.dtype.clone().unwrap_or_else(|| "-".into()),
+            r.layout.clone().unwrap_or_else(|| "raw".into()),
+            r.original_bytes.to_string(),
+            r.stored_bytes.to_string(),
+            ratio(r.original_bytes, r.stored_bytes),
+        ]);
     }
+    println!("{t}");
     let mut classes: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
     for r in rows {
         let e = classes.entry(r.class.as_deref().unwrap_or("(raw)")).or_default();
         *e = (e.0 + 1, e.1 + r.original_bytes, e.2 + r.stored_bytes);
     }
-    println!("\n{:<70} {:>7} {:>12} {:>12} {:>7}", "class", "tensors", "bytes", "stored", "ratio");
+    let mut t = crate::table::new(&["class", "tensors", "bytes", "stored", "ratio"], 1);
     for (c, (n, o, s)) in &classes {
-        println!("{c:<70} {n:>7} {o:>12} {s:>12} {:>7.3}", *o as f64 / (*s).max(1) as f64);
+        t.add_row(vec![c.to_string(), n.to_string(), o.to_string(), s.to_string(), ratio(*o, *s)]);
     }
+    println!("\n{t}");
     let original: u64 = rows.iter().map(|r| r.original_bytes).sum();
     println!("\ndata {original} bytes; file {file_len} bytes with header and codebooks; ratio {:.3}", original as f64 / file_len as f64);
 }

@@ -8,6 +8,7 @@ mod files;
 mod huff0;
 mod inspect;
 mod svg;
+mod table;
 mod tensors;
 mod train;
 
