@@ -16,7 +16,10 @@ Codebooks: unless a set is given (`book=`, with classes named by `HookState.clas
 the end of warm-up the ranks sum their counts (one all-reduce of a few KiB) and each builds the same
 codebook set from the same numbers (the library's Trainer: average of the per-step distributions),
 so no codebook ever travels. What a rank sends in the reduce-scatter (its gradient / ranks) and in
-the all-gather (the summed share) are two classes per dtype, as their scales differ.
+the all-gather (the summed share) are two classes per dtype, as their scales differ. With
+`refresh_every=N` the ranks keep counting and rebuild the set every N steps the same way (online
+refresh: gradients drift), all switching at the same step; the collectives check on every call
+that all ranks hold the same set.
 
 The hook is asynchronous like DDP's own all-reduce: buckets are averaged on one worker thread, in
 the order DDP hands them over, while the backward pass goes on.
@@ -42,12 +45,17 @@ class HookState:
     layout: the symbol layout of the learned codebooks (`exponent` suits float gradients).
     compress: True, False (the uncompressed twin: same reduction, nothing coded) or "auto"
         (shuff.distributed's choice: measure both on the first calls, keep the faster).
+    refresh_every: after warm-up, rebuild the codebooks every this many steps from the counts of
+        those steps (gradients drift with the loss scale and the learning rate), all ranks
+        switching at the same step; None (default) keeps the warm-up set.
     """
 
     def __init__(self, process_group: dist.ProcessGroup | None = None, *, book: CodebookSet | None = None, warmup_steps: int = 2,
-                 layout: str = "exponent", compress: bool | str = True) -> None:
+                 layout: str = "exponent", compress: bool | str = True, refresh_every: int | None = None) -> None:
         if book is None and warmup_steps < 1:
             raise ShuffError("give a codebook set (book=...) or at least one warm-up step to learn one")
+        if refresh_every is not None and refresh_every < 1:
+            raise ShuffError("refresh_every must be at least 1 step (or None)")
         if compress not in (True, False, "auto"):
             raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
         self.group = process_group
@@ -56,7 +64,14 @@ class HookState:
         self.compress = compress
         # Completed iterations (DDP marks the last bucket of each).
         self.steps = 0
-        self.learner = sd.SharedTrainer(layout, process_group) if book is None else None
+        self.layout = layout if book is None or not len(book) else book.codebook(book.classes()[0]).layout
+        self.refresh_every = refresh_every
+        # The step the first set takes over (refreshes count from it).
+        self._first_set_step = 0 if book is not None else warmup_steps
+        # Counts towards the next set: during warm-up, and between refreshes.
+        self.learner = sd.SharedTrainer(self.layout, process_group) if book is None or refresh_every else None
+        # Sets built after the warm-up one (each replaced the one before at a step boundary).
+        self.refreshes = 0
         # This rank's bytes handed to the collectives, and what it sent (shuff.distributed.Traffic).
         self.traffic = sd.Traffic()
         self._pool: ThreadPoolExecutor | None = None
@@ -100,8 +115,8 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
     """`buf` ← the average of every rank's `buf`: reduce-scatter of buf / ranks, then all-gather."""
     group = state.group
     ws = dist.get_world_size(group)
-    learning = state.book is None
-    compress = False if learning else state.compress
+    learning = state.learner is not None
+    compress = False if state.book is None else state.compress
     rs, ag = (HookState.class_name(dtype_name(buf), phase) for phase in ("rs", "ag"))
 
     buf.div_(ws)
@@ -129,6 +144,9 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
         state.steps += 1
         if learning:
             state.learner.end_step()
-            if state.steps >= state.warmup_steps:
-                state.book = state.learner.build("ddp-gradients")
-                state.learner = None
+            warm = state.book is None and state.steps >= state.warmup_steps
+            due = state.book is not None and state.refresh_every and (state.steps - state._first_set_step) % state.refresh_every == 0
+            if warm or due:
+                state.book = state.learner.build(f"ddp-gradients-step{state.steps}")
+                state.refreshes += bool(due)
+                state.learner = sd.SharedTrainer(state.layout, state.group) if state.refresh_every else None

@@ -32,20 +32,29 @@ class Compression:
     book: a set with classes `param.DTYPE` and `grad.DTYPE.rs` for the model's dtypes, or None to
         learn it during the first `warmup_steps` steps (ended by `step()`).
     layout: the learned codebooks' layout. compress: True, False or "auto" (as shuff.distributed).
-    group: accepted for symmetry; FSDP passes its own group to each call.
+    refresh_every: rebuild the set every this many steps after the first one, from the counts of
+        those steps, all ranks switching at the same `step()` (None: keep the first set).
+    group: the group the counts are summed over (default: the default group).
     """
 
     def __init__(self, *, book: CodebookSet | None = None, warmup_steps: int = 2, layout: str = "exponent",
-                 compress: bool | str = True, group: dist.ProcessGroup | None = None) -> None:
+                 compress: bool | str = True, refresh_every: int | None = None, group: dist.ProcessGroup | None = None) -> None:
         if book is None and warmup_steps < 1:
             raise ShuffError("give a codebook set (book=...) or at least one warm-up step to learn one")
+        if refresh_every is not None and refresh_every < 1:
+            raise ShuffError("refresh_every must be at least 1 step (or None)")
         if compress not in (True, False, "auto"):
             raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
         self.book = book
         self.warmup_steps = warmup_steps
         self.compress = compress
         self.steps = 0
-        self.learner = sd.SharedTrainer(layout, group) if book is None else None
+        self.layout = layout if book is None or not len(book) else book.codebook(book.classes()[0]).layout
+        self.group = group
+        self.refresh_every = refresh_every
+        self._first_set_step = 0 if book is not None else warmup_steps
+        self.refreshes = 0
+        self.learner = sd.SharedTrainer(self.layout, group) if book is None or refresh_every else None
         self.traffic = sd.Traffic()
         self.all_gather = _AllGather(self)
         self.reduce_scatter = _ReduceScatter(self)
@@ -63,14 +72,17 @@ class Compression:
         return len(mods)
 
     def step(self) -> None:
-        """Ends a training step (every rank, at the same point): the last warm-up step builds the
-        codebooks (one all-reduce of the symbol counts)."""
+        """Ends a training step (every rank, at the same point): the last warm-up step, and every
+        `refresh_every`-th after it, builds the codebooks (one all-reduce of the symbol counts)."""
         self.steps += 1
         if self.learner is not None:
             self.learner.end_step()
-            if self.steps >= self.warmup_steps:
-                self.book = self.learner.build("fsdp")
-                self.learner = None
+            warm = self.book is None and self.steps >= self.warmup_steps
+            due = self.book is not None and self.refresh_every and (self.steps - self._first_set_step) % self.refresh_every == 0
+            if warm or due:
+                self.book = self.learner.build(f"fsdp-step{self.steps}")
+                self.refreshes += bool(due)
+                self.learner = sd.SharedTrainer(self.layout, self.group) if self.refresh_every else None
 
     def _mode(self) -> bool | str:
         return False if self.book is None else self.compress

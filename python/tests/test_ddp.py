@@ -19,7 +19,7 @@ import shuff.fsdp
 from conftest import load_capture_tool
 from test_distributed import free_port
 
-WS, STEPS, WARMUP, BATCH, SEQ = 4, 4, 2, 4, 32
+WS, STEPS, WARMUP, BATCH, SEQ = 4, 5, 2, 4, 32
 
 
 def train(model_dir: str, passages: list[str], rank: int, wrap) -> torch.Tensor:
@@ -94,8 +94,14 @@ def worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
     twin = shuff.ddp.HookState(warmup_steps=WARMUP, compress=False)
     want = train(model_dir, passages, rank, ddp(twin))
     plain = train(model_dir, passages, rank, ddp(None))
+    refreshing = shuff.ddp.HookState(warmup_steps=WARMUP, compress=True, refresh_every=1)
+    refreshed = train(model_dir, passages, rank, ddp(refreshing))
 
     assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed training differs from its uncompressed twin"
+    # Online refresh: a new set after every step past warm-up, built alike on every rank (the
+    # collectives check it on every call), and training still bit-identical.
+    assert refreshing.refreshes == STEPS - WARMUP and refreshing.book.fingerprint != compressed.book.fingerprint
+    assert np.array_equal(shuff.byte_view(refreshed), shuff.byte_view(want)), "training with refreshed codebooks differs"
     check_same_everywhere(got)
     # The same average as DDP's own all-reduce, up to the order of additions.
     assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain DDP {float((got - plain).abs().max()):.3g}"
@@ -112,9 +118,11 @@ def worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
     traffic = compressed.traffic
     assert traffic.compressed_calls > 0 and twin.traffic.compressed_calls == 0
     assert traffic.sent < twin.traffic.sent == twin.traffic.original == traffic.original
+    assert refreshing.traffic.original == traffic.original
     if rank == 0:
-        print(f"DDP hook, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.3f} of the gradient bytes "
-              f"({traffic.compressed_calls} of {traffic.calls} calls compressed)")
+        print(f"DDP hook, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.4f} of the gradient bytes "
+              f"({traffic.compressed_calls} of {traffic.calls} calls compressed); refreshed every step: "
+              f"{refreshing.traffic.sent / refreshing.traffic.original:.4f}")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -137,8 +145,12 @@ def fsdp_worker(rank: int, port: int, model_dir: str, passages: list[str]) -> No
     twin = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=False)
     want = train(model_dir, passages, rank, fsdp(twin))
     plain = train(model_dir, passages, rank, fsdp(None))
+    refreshing = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=True, refresh_every=1)
+    refreshed = train(model_dir, passages, rank, fsdp(refreshing))
 
     assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed FSDP training differs from its uncompressed twin"
+    assert np.array_equal(shuff.byte_view(refreshed), shuff.byte_view(want)), "FSDP training with refreshed codebooks differs"
+    assert refreshing.refreshes == STEPS - WARMUP and refreshing.book.fingerprint != compressed.book.fingerprint
     assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain FSDP {float((got - plain).abs().max()):.3g}"
     book = compressed.book
     assert book is not None and sorted(book.classes()) == ["grad.f32.rs", "param.f32"]
@@ -149,8 +161,9 @@ def fsdp_worker(rank: int, port: int, model_dir: str, passages: list[str]) -> No
     # Every rank learned the same set (the collectives check it on every call); shards differ.
     check_same_everywhere(torch.tensor([book.fingerprint & 0x7FFF_FFFF_FFFF_FFFF]))
     if rank == 0:
-        print(f"FSDP2 collectives, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.3f} of the bytes "
-              f"({traffic.compressed_calls} of {traffic.calls} calls compressed)")
+        print(f"FSDP2 collectives, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.4f} of the bytes "
+              f"({traffic.compressed_calls} of {traffic.calls} calls compressed); refreshed every step: "
+              f"{refreshing.traffic.sent / refreshing.traffic.original:.4f}")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -169,6 +182,8 @@ def test_hook_state_refuses_what_it_cannot_do():
         shuff.ddp.HookState(warmup_steps=0)
     with pytest.raises(shuff.ShuffError, match="compress"):
         shuff.ddp.HookState(compress="sometimes")
+    with pytest.raises(shuff.ShuffError, match="refresh_every"):
+        shuff.ddp.HookState(refresh_every=0)
     with pytest.raises(shuff.ShuffError, match="warm-up"):
         shuff.fsdp.Compression(warmup_steps=0)
     with pytest.raises(shuff.ShuffError, match="FSDP module"):
