@@ -209,7 +209,36 @@ pub fn run(book: &std::path::Path, class: &str, filter: Option<String>, sizes: &
                     source.len(),
                     crate::huff0::BLOCK >> 10
                 );
+                for (k, code) in cb.codebook.streams().iter().enumerate() {
+                    let tables = code.decoder_tables();
+                    let total: usize = tables.iter().map(|(_, b)| b).sum();
+                    let list: Vec<String> = tables.iter().map(|(n, b)| format!("{n} {}", kib(*b))).collect();
+                    eprintln!("stream {k} decoder tables: {} = {} ({})", list.join(" + "), kib(total), cache_fit(total));
+                }
                 print_rows(&rows);
             }
             Ok(())
         }
+
+fn kib(bytes: usize) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+/// The smallest data cache of this CPU (Linux sysfs, cpu0) that holds `bytes`, e.g. "fits L1d, 32 KiB".
+fn cache_fit(bytes: usize) -> String {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let mut caches: Vec<(u32, String, usize)> = (0..8)
+        .filter_map(|i| {
+            let read = |f: &str| std::fs::read_to_string(dir.join(format!("index{i}/{f}"))).ok().map(|s| s.trim().to_string());
+            let (level, kind, size) = (read("level")?.parse().ok()?, read("type")?, read("size")?);
+            let size = size.strip_suffix('K').and_then(|k| k.parse::<usize>().ok()).map(|k| k << 10).or_else(|| size.strip_suffix('M').and_then(|m| m.parse::<usize>().ok()).map(|m| m << 20))?;
+            (kind != "Instruction").then(|| (level, if kind == "Data" { format!("L{level}d") } else { format!("L{level}") }, size))
+        })
+        .collect();
+    caches.sort();
+    match caches.iter().find(|(_, _, size)| *size >= bytes) {
+        Some((_, name, size)) => format!("fits {name}, {}", kib(*size)),
+        None if caches.is_empty() => "cache sizes unknown".into(),
+        None => "larger than every cache".into(),
+    }
+}

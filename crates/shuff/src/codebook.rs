@@ -354,6 +354,19 @@ impl StreamCode {
         self.quads.as_deref()
     }
 
+    /// The tables the decoder reads, by name and size in bytes: the multi-symbol table its lane
+    /// loop looks up on every step (the quad table where there is one, else the pair table), the
+    /// primary table of the careful path that finishes each lane, and the canonical tables of
+    /// codes longer than [`DECODE_TABLE_BITS`]. Built once per codebook, offline: no message pays
+    /// for them.
+    pub fn decoder_tables(&self) -> Vec<(&'static str, usize)> {
+        let hot = match &self.quads {
+            Some(q) => ("quad", std::mem::size_of_val(&**q)),
+            None => ("pair", std::mem::size_of_val(&*self.pairs)),
+        };
+        vec![hot, ("primary", std::mem::size_of_val(&*self.decode)), ("long codes", std::mem::size_of::<LongCodes>())]
+    }
+
     /// Two-symbol encode table, indexed by two consecutive symbols read as a little-endian `u16`:
     /// code length of the pair in bits 0..5, the pair's LSB-first code in bits 5..32; 0 when the
     /// pair's codes are longer than [`PAIR_ENCODE_MAX_BITS`] together (rare: only long codes of
@@ -661,6 +674,11 @@ mod tests {
         let quads = s.quad_table().expect("a skewed stream gets the quad table");
         let skewed_pairs = Codebook::from_distributions(DType::U8, Layout::Bytes, &[skewed()], 11).unwrap();
         assert!(skewed_pairs.streams()[0].quad_table().is_none(), "8-bit-ish codes keep the pair table");
+        // What `shuff bench` reports: the table the lane loop reads, then the careful path's.
+        let names = |c: &StreamCode| c.decoder_tables().iter().map(|&(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(s), ["quad", "primary", "long codes"]);
+        assert_eq!(names(&skewed_pairs.streams()[0]), ["pair", "primary", "long codes"]);
+        assert_eq!(s.decoder_tables()[..2], [("quad", 16 << 10), ("primary", 8 << 10)]);
         let mut rng = 0x1234_5678_u64;
         for _ in 0..20_000 {
             // Four random symbols, mostly short ones, then random bits.
