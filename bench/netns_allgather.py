@@ -57,6 +57,31 @@ def setup(rate: str) -> None:
             sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "1mb", "latency", "100ms")
 
 
+def run_ranks(rate: str, script: str, extra: list[str]) -> str:
+    """Runs `script --rank R --master ADDR EXTRA…` for the 4 ranks, each in its namespace behind a
+    link limited to `rate` (`none`: plain loopback, no namespaces), one coding thread per rank (as
+    one core per rank would give); returns the last line rank 0 printed."""
+    namespaced = rate != "none"
+    if namespaced:
+        setup(rate)
+    try:
+        procs = []
+        for r in range(WS):
+            cmd = [sys.executable, script, "--rank", str(r), "--master", "10.77.0.1" if namespaced else "127.0.0.1", *extra]
+            env = dict(os.environ, GLOO_SOCKET_IFNAME=f"sb{r}" if namespaced else "lo", OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1",
+                       HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+            if namespaced:
+                cmd = ["ip", "netns", "exec", NS[r]] + cmd
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
+        outs = [p.communicate()[0] for p in procs]
+        if any(p.returncode for p in procs):
+            sys.exit(f"a rank failed at rate {rate}")
+        return outs[0].strip().splitlines()[-1]
+    finally:
+        if namespaced:
+            teardown()
+
+
 def worker(args) -> None:
     import numpy as np
     import torch
@@ -142,26 +167,8 @@ def main() -> None:
 
     results = {}
     for rate in args.rates.split(","):
-        namespaced = rate != "none"
-        if namespaced:
-            setup(rate)
-        try:
-            procs = []
-            for r in range(WS):
-                cmd = [sys.executable, __file__, "--rank", str(r), "--master", "10.77.0.1" if namespaced else "127.0.0.1",
-                       "--books", json.dumps(books), "--data", str(data_path), "--sizes", args.sizes]
-                # 4 ranks share this machine's cores: one coding thread each, as one core per rank would give.
-                env = dict(os.environ, GLOO_SOCKET_IFNAME=f"sb{r}" if namespaced else "lo", OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1")
-                if namespaced:
-                    cmd = ["ip", "netns", "exec", NS[r]] + cmd
-                procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
-            outs = [p.communicate()[0] for p in procs]
-            if any(p.returncode for p in procs):
-                sys.exit(f"a rank failed at rate {rate}")
-            results[rate] = json.loads(outs[0].strip().splitlines()[-1])
-        finally:
-            if namespaced:
-                teardown()
+        extra = ["--books", json.dumps(books), "--data", str(data_path), "--sizes", args.sizes]
+        results[rate] = json.loads(run_ranks(rate, __file__, extra))
     print("| link | MiB/rank | uncompressed | shuff bytes | shuff exponent | exponent, auto | speedup bytes | speedup exponent | speedup auto | ratio bytes / exponent |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rate, rows in results.items():

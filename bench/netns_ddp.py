@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from netns_allgather import NS, WS, setup, teardown  # noqa: E402
+from netns_allgather import WS, run_ranks  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VARIANTS = ("plain", "twin", "shuff", "auto")
@@ -134,28 +132,8 @@ def main() -> None:
 
     results = {}
     for rate in args.rates.split(","):
-        namespaced = rate != "none"
-        if namespaced:
-            setup(rate)
-        try:
-            procs = []
-            for r in range(WS):
-                cmd = [sys.executable, __file__, "--rank", str(r), "--master", "10.77.0.1" if namespaced else "127.0.0.1"]
-                for k in ("parallel", "dtypes", "steps", "warmup", "batch", "seq"):
-                    cmd += [f"--{k}", str(getattr(args, k))]
-                # 4 ranks share this machine's cores: one thread each, as one core per rank would give.
-                env = dict(os.environ, GLOO_SOCKET_IFNAME=f"sb{r}" if namespaced else "lo", OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1",
-                           HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-                if namespaced:
-                    cmd = ["ip", "netns", "exec", NS[r]] + cmd
-                procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
-            outs = [p.communicate()[0] for p in procs]
-            if any(p.returncode for p in procs):
-                sys.exit(f"a rank failed at rate {rate}")
-            results[rate] = json.loads(outs[0].strip().splitlines()[-1])
-        finally:
-            if namespaced:
-                teardown()
+        extra = [a for k in ("parallel", "dtypes", "steps", "warmup", "batch", "seq") for a in (f"--{k}", str(getattr(args, k)))]
+        results[rate] = json.loads(run_ranks(rate, __file__, extra))
     print("| link | parallel | params/grads | torch's own | shuff, uncompressed twin | shuff | shuff, auto | shuff vs torch | auto vs torch | bytes sent / given |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for rate, rows in results.items():

@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.distributed as dist
 
-from . import CodebookSet, ShuffError, dtype_name
+from . import CodebookSet, dtype_name
 from . import distributed as sd
 
 
-class HookState:
+class HookState(sd.LearnedBook):
     """What `comm_hook` keeps between calls.
 
     process_group: the group to average over (default: the default group).
@@ -52,28 +52,8 @@ class HookState:
 
     def __init__(self, process_group: dist.ProcessGroup | None = None, *, book: CodebookSet | None = None, warmup_steps: int = 2,
                  layout: str = "exponent", compress: bool | str = True, refresh_every: int | None = None) -> None:
-        if book is None and warmup_steps < 1:
-            raise ShuffError("give a codebook set (book=...) or at least one warm-up step to learn one")
-        if refresh_every is not None and refresh_every < 1:
-            raise ShuffError("refresh_every must be at least 1 step (or None)")
-        if compress not in (True, False, "auto"):
-            raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
-        self.group = process_group
-        self.book = book
-        self.warmup_steps = warmup_steps
-        self.compress = compress
-        # Completed iterations (DDP marks the last bucket of each).
-        self.steps = 0
-        self.layout = layout if book is None or not len(book) else book.codebook(book.classes()[0]).layout
-        self.refresh_every = refresh_every
-        # The step the first set takes over (refreshes count from it).
-        self._first_set_step = 0 if book is not None else warmup_steps
-        # Counts towards the next set: during warm-up, and between refreshes.
-        self.learner = sd.SharedTrainer(self.layout, process_group) if book is None or refresh_every else None
-        # Sets built after the warm-up one (each replaced the one before at a step boundary).
-        self.refreshes = 0
-        # This rank's bytes handed to the collectives, and what it sent (shuff.distributed.Traffic).
-        self.traffic = sd.Traffic()
+        super().__init__(book=book, warmup_steps=warmup_steps, layout=layout, compress=compress, refresh_every=refresh_every,
+                         group=process_group, name="ddp-gradients")
         self._pool: ThreadPoolExecutor | None = None
 
     def worker(self) -> ThreadPoolExecutor:
@@ -115,8 +95,7 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
     """`buf` ← the average of every rank's `buf`: reduce-scatter of buf / ranks, then all-gather."""
     group = state.group
     ws = dist.get_world_size(group)
-    learning = state.learner is not None
-    compress = False if state.book is None else state.compress
+    compress = state.mode()
     rs, ag = (HookState.class_name(dtype_name(buf), phase) for phase in ("rs", "ag"))
 
     buf.div_(ws)
@@ -128,12 +107,10 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
         padded = torch.zeros(share * ws, dtype=buf.dtype)
         padded[:n] = buf
     mine = torch.empty(share, dtype=buf.dtype)
-    if learning:
-        state.learner.count(rs, padded)
+    state.count(rs, padded)
     with state.traffic.recording():
         sd.reduce_scatter(mine, list(padded.split(share)), group=group, book=state.book, cls=rs, compress=compress)
-    if learning:
-        state.learner.count(ag, mine)
+    state.count(ag, mine)
     with state.traffic.recording():
         # Gathered straight into the bucket where it splits evenly.
         sd.all_gather(list(padded.split(share)), mine, group=group, book=state.book, cls=ag, compress=compress)
@@ -141,12 +118,4 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
         buf.copy_(padded[:n])
 
     if last:
-        state.steps += 1
-        if learning:
-            state.learner.end_step()
-            warm = state.book is None and state.steps >= state.warmup_steps
-            due = state.book is not None and state.refresh_every and (state.steps - state._first_set_step) % state.refresh_every == 0
-            if warm or due:
-                state.book = state.learner.build(f"ddp-gradients-step{state.steps}")
-                state.refreshes += bool(due)
-                state.learner = sd.SharedTrainer(state.layout, state.group) if state.refresh_every else None
+        state.end_step()

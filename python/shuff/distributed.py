@@ -119,6 +119,62 @@ class SharedTrainer:
         return trainer.build(name)
 
 
+class LearnedBook:
+    """The codebooks a data-parallel job's ranks agree on, step by step (shared by shuff.ddp and
+    shuff.fsdp): given, or learned from the first `warmup_steps` steps and, with `refresh_every=N`,
+    rebuilt every N steps after that — each time from symbol counts summed over the ranks
+    (`SharedTrainer`), so every rank builds the same set and no codebook travels.
+
+    While counting, callers `count` what they send; `end_step()` (every rank, at the same point)
+    closes a step and builds the next set when one is due. `mode()` is the `compress` argument for
+    the collectives: False until there is a set. `traffic` records what the collectives sent.
+    """
+
+    def __init__(self, *, book: CodebookSet | None, warmup_steps: int, layout: str, compress: bool | str, refresh_every: int | None,
+                 group: dist.ProcessGroup | None, name: str) -> None:
+        if book is None and warmup_steps < 1:
+            raise ShuffError("give a codebook set (book=...) or at least one warm-up step to learn one")
+        if refresh_every is not None and refresh_every < 1:
+            raise ShuffError("refresh_every must be at least 1 step (or None)")
+        if compress not in (True, False, "auto"):
+            raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
+        self.book = book
+        self.warmup_steps = warmup_steps
+        self.compress = compress
+        self.refresh_every = refresh_every
+        self.group = group
+        self.name = name
+        self.layout = layout if book is None or not len(book) else book.codebook(book.classes()[0]).layout
+        # Completed steps, and sets built after the first (each replaced the one before).
+        self.steps = 0
+        self.refreshes = 0
+        # The step the first set takes over: refreshes count from it.
+        self._first_set_step = 0 if book is not None else warmup_steps
+        # Counts towards the next set: during warm-up, and between refreshes.
+        self.learner = SharedTrainer(self.layout, group) if book is None or refresh_every else None
+        self.traffic = Traffic()
+
+    def count(self, cls: str, t) -> None:
+        """Counts what this rank sends as class `cls`, while a set is being learned."""
+        if self.learner is not None:
+            self.learner.count(cls, t)
+
+    def mode(self) -> bool | str:
+        return False if self.book is None else self.compress
+
+    def end_step(self) -> None:
+        self.steps += 1
+        if self.learner is None:
+            return
+        self.learner.end_step()
+        warm = self.book is None and self.steps >= self.warmup_steps
+        due = self.book is not None and self.refresh_every and (self.steps - self._first_set_step) % self.refresh_every == 0
+        if warm or due:
+            self.book = self.learner.build(f"{self.name}-step{self.steps}")
+            self.refreshes += bool(due)
+            self.learner = SharedTrainer(self.layout, self.group) if self.refresh_every else None
+
+
 def check_codebooks(book: CodebookSet, group: dist.ProcessGroup | None = None) -> None:
     """Raises ShuffError on every rank unless all ranks of `group` hold the same codebook set.
     The collectives do this on every call, folded into their size exchange."""

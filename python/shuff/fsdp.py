@@ -25,7 +25,7 @@ from . import CodebookSet, ShuffError, dtype_name
 from . import distributed as sd
 
 
-class Compression:
+class Compression(sd.LearnedBook):
     """The state both custom collectives share: codebooks (given, or learned in warm-up), the
     compression policy and a `traffic` record.
 
@@ -39,23 +39,8 @@ class Compression:
 
     def __init__(self, *, book: CodebookSet | None = None, warmup_steps: int = 2, layout: str = "exponent",
                  compress: bool | str = True, refresh_every: int | None = None, group: dist.ProcessGroup | None = None) -> None:
-        if book is None and warmup_steps < 1:
-            raise ShuffError("give a codebook set (book=...) or at least one warm-up step to learn one")
-        if refresh_every is not None and refresh_every < 1:
-            raise ShuffError("refresh_every must be at least 1 step (or None)")
-        if compress not in (True, False, "auto"):
-            raise ShuffError(f"compress must be True, False or 'auto', not {compress!r}")
-        self.book = book
-        self.warmup_steps = warmup_steps
-        self.compress = compress
-        self.steps = 0
-        self.layout = layout if book is None or not len(book) else book.codebook(book.classes()[0]).layout
-        self.group = group
-        self.refresh_every = refresh_every
-        self._first_set_step = 0 if book is not None else warmup_steps
-        self.refreshes = 0
-        self.learner = sd.SharedTrainer(self.layout, group) if book is None or refresh_every else None
-        self.traffic = sd.Traffic()
+        super().__init__(book=book, warmup_steps=warmup_steps, layout=layout, compress=compress, refresh_every=refresh_every,
+                         group=group, name="fsdp")
         self.all_gather = _AllGather(self)
         self.reduce_scatter = _ReduceScatter(self)
 
@@ -74,18 +59,7 @@ class Compression:
     def step(self) -> None:
         """Ends a training step (every rank, at the same point): the last warm-up step, and every
         `refresh_every`-th after it, builds the codebooks (one all-reduce of the symbol counts)."""
-        self.steps += 1
-        if self.learner is not None:
-            self.learner.end_step()
-            warm = self.book is None and self.steps >= self.warmup_steps
-            due = self.book is not None and self.refresh_every and (self.steps - self._first_set_step) % self.refresh_every == 0
-            if warm or due:
-                self.book = self.learner.build(f"fsdp-step{self.steps}")
-                self.refreshes += bool(due)
-                self.learner = sd.SharedTrainer(self.layout, self.group) if self.refresh_every else None
-
-    def _mode(self) -> bool | str:
-        return False if self.book is None else self.compress
+        self.end_step()
 
 
 class _Comm:
@@ -102,10 +76,9 @@ class _AllGather(_Comm):
     def __call__(self, output_tensor: torch.Tensor, input_tensor: torch.Tensor, group: dist.ProcessGroup, async_op: bool = False) -> None:
         st = self.state
         cls = f"param.{dtype_name(input_tensor)}"
-        if st.learner is not None:
-            st.learner.count(cls, input_tensor)
+        st.count(cls, input_tensor)
         with st.traffic.recording():
-            sd.all_gather(list(output_tensor.chunk(dist.get_world_size(group))), input_tensor, group, book=st.book, cls=cls, compress=st._mode())
+            sd.all_gather(list(output_tensor.chunk(dist.get_world_size(group))), input_tensor, group, book=st.book, cls=cls, compress=st.mode())
         return None  # done: FSDP waits only on a returned Work
 
 
@@ -120,11 +93,10 @@ class _ReduceScatter(_Comm):
         if not average and op != dist.ReduceOp.SUM:
             raise ShuffError(f"compressed reduce-scatter sums or averages, not {op}")
         cls = f"grad.{dtype_name(input_tensor)}.rs"
-        if st.learner is not None:
-            st.learner.count(cls, input_tensor)
+        st.count(cls, input_tensor)
         with st.traffic.recording():
             sd.reduce_scatter(output_tensor, list(input_tensor.chunk(dist.get_world_size(group))), group=group, book=st.book, cls=cls,
-                              compress=st._mode())
+                              compress=st.mode())
         if average:
             output_tensor.div_(dist.get_world_size(group))
         return None
