@@ -81,7 +81,9 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
                     }
                     let max_len = measure::reference_max_len(book, Some(&cb.provenance));
                     let family = families.get(class).map(Vec::as_slice);
-                    let sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
+                    let mut sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
+                    // The encoder's own output, to the byte: what `encode`/`compress` store for it.
+                    sizes.stored_bits = 8 * shuff_container::tensors::stored_len(book, &t.data).with_context(|| format!("tensor `{}`", t.name))?;
                     Ok(TensorRow {
                         file: file.short_name(),
                         name: t.name.clone(),
@@ -118,7 +120,7 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
 }
 
 fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
-    let mut header = vec!["tensor", "elements", "shannon %", "huffman %", "+code %", "fixed %", "fix-huf pp", "fix-sha pp"];
+    let mut header = vec!["tensor", "elements", "shannon %", "huffman %", "+code %", "fixed %", "fix-huf pp", "fix-sha pp", "stored %"];
     if shift {
         header.extend(["shift±1 %", "shf-huf pp", "est.err %"]);
     }
@@ -128,6 +130,7 @@ fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
         let mut row = vec![name, s.elements.to_string()];
         row.extend([p.shannon, p.huffman, p.huffman_with_code, p.fixed].map(|v| format!("{v:.2}")));
         row.extend([p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp].map(|v| format!("{v:+.3}")));
+        row.push(format!("{:.2}", p.stored));
         if shift {
             row.extend([format!("{:.2}", p.shift_family), format!("{:+.3}", p.shift_family - p.huffman), format!("{:.3}", p.estimate_error)]);
         }

@@ -138,6 +138,23 @@ fn encode_then_decode_restores_the_file_bit_for_bit() {
     assert!(ok, "{err}");
     let original = std::fs::read(sample(4)).unwrap();
     assert!(std::fs::metadata(&enc).unwrap().len() < original.len() as u64);
+    // `eval`'s stored size is the encoder's output to the byte, tensor by tensor.
+    let (ok, listing, err) = shuff(&["inspect", "--json", &enc.display().to_string()]);
+    assert!(ok, "{err}");
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let stored: std::collections::BTreeMap<String, u64> = listing
+        .as_array()
+        .expect("inspect --json lists tensors")
+        .iter()
+        .map(|t| (t["tensor"].as_str().unwrap().to_string(), t["stored_bytes"].as_u64().unwrap()))
+        .collect();
+    let report = eval_json_with(&book, &["--class", "ffn1_act", "--match", r"ffn1_act\.x"]);
+    let evaluated: Vec<(String, u64)> =
+        report["tensors"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap().to_string(), t["sizes"]["stored_bits"].as_u64().unwrap() / 8)).collect();
+    assert!(evaluated.len() >= 16, "{evaluated:?}");
+    for (name, bytes) in &evaluated {
+        assert_eq!(stored.get(name), Some(bytes), "{name}: eval's stored bytes differ from what encode wrote");
+    }
     let (ok, _, err) = shuff(&["decode", "--book", &b, &enc.display().to_string(), &dec.display().to_string()]);
     assert!(ok, "{err}");
     assert!(std::fs::read(&dec).unwrap() == original, "restored file differs");

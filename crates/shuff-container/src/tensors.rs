@@ -325,6 +325,33 @@ fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// How every piece is coded: with a CRC-32 of its bytes in the frame (chunks coded in parallel
+/// where the caller's thread pool has room).
+const PIECE_OPTIONS: EncodeOptions = EncodeOptions { checksum: true, parallel: true, lanes: shuff::frame::LANES };
+
+/// Codes one piece of tensor bytes into `frame` (resized to the worst case): the frame's length,
+/// or `None` where a frame would not be smaller than the bytes, which are then stored raw (tiny
+/// tensors would be a few bytes larger as frames). The one rule pieces are stored by.
+fn code_piece(book: &Codebook, data: &[u8], frame: &mut Vec<u8>, opts: EncodeOptions) -> Result<Option<usize>, shuff::EncodeError> {
+    frame.resize(shuff::max_frame_len(book.dtype(), book.layout(), data.len()), 0);
+    let n = shuff::encode_into(book, data, frame, opts)?;
+    Ok((n < data.len()).then_some(n))
+}
+
+/// The bytes a container stores for tensor bytes `data` coded with `book` — its segments (pieces of
+/// at most [`SEGMENT_BYTES`], each a frame or raw, and each segment's header) — which is what
+/// `shuff inspect` lists as the tensor's stored bytes after `compress` or `encode`. `shuff eval`
+/// reports it, so that its figure is the encoder's output to the byte.
+pub fn stored_len(book: &Codebook, data: &[u8]) -> Result<u64, shuff::EncodeError> {
+    let mut frame = Vec::new();
+    let mut total = 0u64;
+    for piece in data.chunks(SEGMENT_BYTES as usize) {
+        let stored = code_piece(book, piece, &mut frame, PIECE_OPTIONS)?.unwrap_or(piece.len());
+        total += crate::format::SEGMENT_HEADER_BYTES + stored as u64;
+    }
+    Ok(total)
+}
+
 /// One batch on its way through the pipeline: the input bytes of its pieces, and the frames coded
 /// from them (buffers reused from batch to batch: fresh pages cost more kernel time than coding).
 #[derive(Default)]
@@ -360,11 +387,7 @@ impl Batch {
             .map(|(p, frame)| {
                 let data = &input[(p.start - base) as usize..(p.end - base) as usize];
                 let Some(book) = &books[p.tensor] else { return Ok(None) };
-                frame.resize(shuff::max_frame_len(book.dtype(), book.layout(), data.len()), 0);
-                let n = shuff::encode_into(book, data, frame, opts)
-                    .map_err(|e| ContainerError::Tensor { tensor: tensors[p.tensor].name.clone(), reason: e.to_string() })?;
-                // Tiny tensors that do not shrink would be a few bytes larger as frames.
-                Ok((n < data.len()).then_some(n))
+                code_piece(book, data, frame, opts).map_err(|e| ContainerError::Tensor { tensor: tensors[p.tensor].name.clone(), reason: e.to_string() })
             })
             .collect::<Result<_, ContainerError>>()?;
         Ok(())
@@ -437,7 +460,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
 
     let mut writer = ContainerWriter::new(out, embed)?;
     writer.safetensors_header(&header)?;
-    let opts = EncodeOptions { checksum: true, parallel: true, ..Default::default() };
+    let opts = PIECE_OPTIONS;
     let mut coded = vec![false; tensors.len()];
     // A pipeline of two: the writer thread writes batch k while this one reads and codes batch
     // k + 1 (writing alone kept a core idle a third of the time). Buffers travel back and forth,

@@ -26,6 +26,9 @@ pub struct Sizes {
     pub huffman_code_bits: u64,
     /// Payload under the fixed codebook.
     pub fixed_bits: u64,
+    /// What the encoder stores (frames with their headers and lane sizes, raw where coding does
+    /// not pay, container segment headers), where the caller measured it (`shuff eval`); else 0.
+    pub stored_bits: u64,
     /// With `--shift-family`: payload under the best of the codebook shifted by −1/0/+1 exponent
     /// steps, chosen per message from a 1/17 sample, plus 2 bits per message to name the choice.
     pub shift_family_bits: u64,
@@ -44,6 +47,8 @@ pub struct Percent {
     pub huffman_with_code: f64,
     /// Under the fixed codebook.
     pub fixed: f64,
+    /// As stored by the encoder (0 when not measured).
+    pub stored: f64,
     /// `fixed − huffman`, percentage points (negative: the fixed codebook is worse).
     pub fixed_vs_huffman_pp: f64,
     /// `fixed − shannon`, percentage points.
@@ -64,6 +69,7 @@ impl Sizes {
         self.huffman_bits += o.huffman_bits;
         self.huffman_code_bits += o.huffman_code_bits;
         self.fixed_bits += o.fixed_bits;
+        self.stored_bits += o.stored_bits;
         self.shift_family_bits += o.shift_family_bits;
         self.estimate_error_bits += o.estimate_error_bits;
     }
@@ -78,6 +84,7 @@ impl Sizes {
             huffman,
             huffman_with_code: pct((self.huffman_bits + self.huffman_code_bits) as f64),
             fixed,
+            stored: if self.stored_bits > 0 { pct(self.stored_bits as f64) } else { 0.0 },
             fixed_vs_huffman_pp: fixed - huffman,
             fixed_vs_shannon_pp: fixed - shannon,
             shift_family: if self.shift_family_bits > 0 { pct(self.shift_family_bits as f64) } else { 0.0 },
@@ -136,6 +143,7 @@ pub fn measure(book: &Codebook, data: &[u8], max_len: u32, family: Option<&[Code
         huffman_bits: three.payload_bits,
         huffman_code_bits: 8 * three.code_bytes,
         fixed_bits: book.coded_bits(&hists),
+        stored_bits: 0,
         shift_family_bits,
         estimate_error_bits,
     })
