@@ -104,9 +104,9 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
     if share * ws == n:
         padded = buf
     else:
-        padded = torch.zeros(share * ws, dtype=buf.dtype)
+        padded = torch.zeros(share * ws, dtype=buf.dtype, device=buf.device)
         padded[:n] = buf
-    mine = torch.empty(share, dtype=buf.dtype)
+    mine = torch.empty(share, dtype=buf.dtype, device=buf.device)
     state.count(rs, padded)
     with state.traffic.recording():
         sd.reduce_scatter(mine, list(padded.split(share)), group=group, book=state.book, cls=rs, compress=compress)

@@ -21,6 +21,7 @@ set (by fingerprint); a mismatch raises ShuffError on every rank instead of deco
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -328,21 +329,29 @@ class Traffic:
 
     @contextmanager
     def recording(self) -> Iterator["Traffic"]:
-        _recorders.append(self)
+        """Records the collectives this thread calls meanwhile (per thread: the DDP hook's worker
+        thread and the training thread do not count each other's calls)."""
+        _recorders().append(self)
         try:
             yield self
         finally:
-            _recorders.remove(self)
+            _recorders().remove(self)
 
     def __repr__(self) -> str:
         return f"Traffic(original={self.original}, sent={self.sent}, calls={self.calls}, compressed_calls={self.compressed_calls})"
 
 
-_recorders: list[Traffic] = []
+_this_thread = threading.local()
+
+
+def _recorders() -> list[Traffic]:
+    if not hasattr(_this_thread, "recorders"):
+        _this_thread.recorders = []
+    return _this_thread.recorders
 
 
 def _record(original: int, sent: int, compressed: bool) -> None:
-    for t in _recorders:
+    for t in _recorders():
         t.original += original
         t.sent += sent
         t.calls += 1
