@@ -107,11 +107,10 @@ def _average(state: HookState, buf: torch.Tensor, last: bool) -> None:
         padded = torch.zeros(share * ws, dtype=buf.dtype, device=buf.device)
         padded[:n] = buf
     mine = torch.empty(share, dtype=buf.dtype, device=buf.device)
-    state.count(rs, padded)
     with state.traffic.recording():
+        state.count(rs, padded)
         sd.reduce_scatter(mine, list(padded.split(share)), group=group, book=state.book, cls=rs, compress=compress)
-    state.count(ag, mine)
-    with state.traffic.recording():
+        state.count(ag, mine)
         # Gathered straight into the bucket where it splits evenly.
         sd.all_gather(list(padded.split(share)), mine, group=group, book=state.book, cls=ag, compress=compress)
     if padded is not buf:

@@ -257,6 +257,10 @@ def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torc
     return out
 
 
+def _nbytes(tensors: Sequence[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def _check_out(t: torch.Tensor, like: torch.Tensor | None = None) -> None:
     if not t.is_contiguous():
         raise ShuffError("compressed collectives need contiguous output tensors")
@@ -444,7 +448,7 @@ def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[t
     input_tensor_list[me], bit for bit. compress: True, False or "auto" (as in all_gather)."""
     # Ranks may send different amounts, so the size class must not depend on this rank's: one
     # policy per group for all_to_all.
-    _run("all_to_all", compress, group, sum(t.numel() * t.element_size() for t in input_tensor_list), book,
+    _run("all_to_all", compress, group, _nbytes(input_tensor_list), book,
          lambda: _all_to_all(output_tensor_list, input_tensor_list, group, book, cls),
          lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group),
          cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda", key_bytes=0)
@@ -460,7 +464,7 @@ def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[
     # Every rank learns the whole size matrix (row = sender), so all pick the same padding.
     matrix = _exchange([s for _, s in packed], book, group)
     width = int(matrix.abs().max().item())
-    _record(sum(t.numel() * t.element_size() for t in input_tensor_list), ws * width, True)
+    _record(_nbytes(input_tensor_list), ws * width, True)
     send = _send_buffer(packed, width)
     recv = torch.empty(ws * width, dtype=torch.uint8, device=send.device)
     dist.all_to_all_single(recv, send, group=group)

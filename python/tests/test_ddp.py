@@ -84,95 +84,74 @@ def check_same_everywhere(got: torch.Tensor) -> None:
     assert all(np.array_equal(shuff.byte_view(e), shuff.byte_view(got)) for e in every), "ranks diverged"
 
 
-def worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
+def worker(rank: int, port: int, model_dir: str, passages: list[str], parallel: str) -> None:
+    """Trains four times from the same start on the same batches — compressed, the uncompressed
+    twin, torch's own collectives, compressed with refresh every step — and compares."""
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=WS)
     torch.set_num_threads(1)  # the same kernels, so the same bits, in every run
+    state, wrap, what = {
+        "ddp": (shuff.ddp.HookState, ddp, "DDP hook"),
+        "fsdp": (shuff.fsdp.Compression, fsdp, "FSDP2 collectives"),
+    }[parallel]
 
-    compressed = shuff.ddp.HookState(warmup_steps=WARMUP, compress=True)
-    got = train(model_dir, passages, rank, ddp(compressed))
-    twin = shuff.ddp.HookState(warmup_steps=WARMUP, compress=False)
-    want = train(model_dir, passages, rank, ddp(twin))
-    plain = train(model_dir, passages, rank, ddp(None))
-    refreshing = shuff.ddp.HookState(warmup_steps=WARMUP, compress=True, refresh_every=1)
-    refreshed = train(model_dir, passages, rank, ddp(refreshing))
+    compressed = state(warmup_steps=WARMUP, compress=True)
+    got = train(model_dir, passages, rank, wrap(compressed))
+    twin = state(warmup_steps=WARMUP, compress=False)
+    want = train(model_dir, passages, rank, wrap(twin))
+    plain = train(model_dir, passages, rank, wrap(None))
+    refreshing = state(warmup_steps=WARMUP, compress=True, refresh_every=1)
+    refreshed = train(model_dir, passages, rank, wrap(refreshing))
 
-    assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed training differs from its uncompressed twin"
+    assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), f"{what}: compressed training differs from its uncompressed twin"
     # Online refresh: a new set after every step past warm-up, built alike on every rank (the
     # collectives check it on every call), and training still bit-identical.
     assert refreshing.refreshes == STEPS - WARMUP and refreshing.book.fingerprint != compressed.book.fingerprint
-    assert np.array_equal(shuff.byte_view(refreshed), shuff.byte_view(want)), "training with refreshed codebooks differs"
-    check_same_everywhere(got)
-    # The same average as DDP's own all-reduce, up to the order of additions.
-    assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain DDP {float((got - plain).abs().max()):.3g}"
-    from transformers import AutoModel
-
-    start = torch.cat([p.detach().reshape(-1) for p in AutoModel.from_pretrained(model_dir, add_pooling_layer=False).parameters()])
-    assert float((got - start).abs().max()) > 1e-5, "training did not move the parameters"
+    assert np.array_equal(shuff.byte_view(refreshed), shuff.byte_view(want)), f"{what}: training with refreshed codebooks differs"
+    # The same average as torch's own collectives, up to the order of additions.
+    assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"{what}: max difference from torch's own {float((got - plain).abs().max()):.3g}"
 
     # Warm-up learned one codebook set, the same on every rank (the collectives check it on every
-    # call), with the two phases of the f32 gradients; after warm-up the hook sent less than it was given.
+    # call); after warm-up the compressed run sent less than it was given.
     book = compressed.book
-    assert book is not None and sorted(book.classes()) == ["grad.f32.ag", "grad.f32.rs"]
+    assert book is not None and sorted(book.classes()) == {"ddp": ["grad.f32.ag", "grad.f32.rs"], "fsdp": ["grad.f32.rs", "param.f32"]}[parallel]
     assert twin.book is not None and twin.book.fingerprint == book.fingerprint, "both runs learn from the same counts"
     traffic = compressed.traffic
     assert traffic.compressed_calls > 0 and twin.traffic.compressed_calls == 0
     assert traffic.sent < twin.traffic.sent == twin.traffic.original == traffic.original
-    assert refreshing.traffic.original == traffic.original
+    if parallel == "ddp":
+        # DDP ranks hold whole parameters: the same on every rank, and moved by training.
+        check_same_everywhere(got)
+        from transformers import AutoModel
+
+        start = torch.cat([p.detach().reshape(-1) for p in AutoModel.from_pretrained(model_dir, add_pooling_layer=False).parameters()])
+        assert float((got - start).abs().max()) > 1e-5, "training did not move the parameters"
+        assert refreshing.traffic.original == traffic.original
+    else:
+        # FSDP ranks hold different shards; the set is the same everywhere.
+        check_same_everywhere(torch.tensor([book.fingerprint & 0x7FFF_FFFF_FFFF_FFFF]))
     if rank == 0:
-        print(f"DDP hook, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.4f} of the gradient bytes "
+        print(f"{what}, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.4f} of the bytes "
               f"({traffic.compressed_calls} of {traffic.calls} calls compressed); refreshed every step: "
               f"{refreshing.traffic.sent / refreshing.traffic.original:.4f}")
     dist.barrier()
     dist.destroy_process_group()
 
 
-def test_ddp_hook_trains_minilm_bit_identically_to_its_uncompressed_twin():
+def real_passages() -> tuple[str, list[str]]:
     cap = load_capture_tool()
     model_dir = cap.model_dir()
     passages = [s for s in cap.real_sentences(model_dir, limit=400, stdlib_only=True) if len(s) > 40]
     assert len(passages) > 4 * BATCH
-    mp.spawn(worker, args=(free_port(), model_dir, passages), nprocs=WS, join=True)
+    return model_dir, passages
 
 
-def fsdp_worker(rank: int, port: int, model_dir: str, passages: list[str]) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WS)
-    torch.set_num_threads(1)
-
-    compressed = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=True)
-    got = train(model_dir, passages, rank, fsdp(compressed))
-    twin = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=False)
-    want = train(model_dir, passages, rank, fsdp(twin))
-    plain = train(model_dir, passages, rank, fsdp(None))
-    refreshing = shuff.fsdp.Compression(warmup_steps=WARMUP, compress=True, refresh_every=1)
-    refreshed = train(model_dir, passages, rank, fsdp(refreshing))
-
-    assert np.array_equal(shuff.byte_view(got), shuff.byte_view(want)), "compressed FSDP training differs from its uncompressed twin"
-    assert np.array_equal(shuff.byte_view(refreshed), shuff.byte_view(want)), "FSDP training with refreshed codebooks differs"
-    assert refreshing.refreshes == STEPS - WARMUP and refreshing.book.fingerprint != compressed.book.fingerprint
-    assert torch.allclose(got, plain, rtol=0, atol=1e-6), f"max difference from plain FSDP {float((got - plain).abs().max()):.3g}"
-    book = compressed.book
-    assert book is not None and sorted(book.classes()) == ["grad.f32.rs", "param.f32"]
-    assert twin.book is not None and twin.book.fingerprint == book.fingerprint
-    traffic = compressed.traffic
-    assert traffic.compressed_calls > 0 and twin.traffic.compressed_calls == 0
-    assert traffic.sent < twin.traffic.sent == twin.traffic.original == traffic.original
-    # Every rank learned the same set (the collectives check it on every call); shards differ.
-    check_same_everywhere(torch.tensor([book.fingerprint & 0x7FFF_FFFF_FFFF_FFFF]))
-    if rank == 0:
-        print(f"FSDP2 collectives, {STEPS} steps ({WARMUP} warm-up): sent {traffic.sent / traffic.original:.4f} of the bytes "
-              f"({traffic.compressed_calls} of {traffic.calls} calls compressed); refreshed every step: "
-              f"{refreshing.traffic.sent / refreshing.traffic.original:.4f}")
-    dist.barrier()
-    dist.destroy_process_group()
+def test_ddp_hook_trains_minilm_bit_identically_to_its_uncompressed_twin():
+    mp.spawn(worker, args=(free_port(), *real_passages(), "ddp"), nprocs=WS, join=True)
 
 
 def test_fsdp2_collectives_train_minilm_bit_identically_to_their_uncompressed_twin():
-    cap = load_capture_tool()
-    model_dir = cap.model_dir()
-    passages = [s for s in cap.real_sentences(model_dir, limit=400, stdlib_only=True) if len(s) > 40]
-    mp.spawn(fsdp_worker, args=(free_port(), model_dir, passages), nprocs=WS, join=True)
+    mp.spawn(worker, args=(free_port(), *real_passages(), "fsdp"), nprocs=WS, join=True)
 
 
 def test_hook_state_refuses_what_it_cannot_do():

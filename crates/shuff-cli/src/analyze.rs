@@ -336,14 +336,19 @@ pub fn table(r: &Report) -> String {
         let mut t = crate::table::new(&["class", "Shannon %", "per-shard Huffman %", "+ code %", "single-stage fixed %", "fixed − Huffman pp", "fixed − Shannon pp"], 1);
         let rows = l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("**all**", &l.total.1)));
         for (c, p) in rows {
-            let mut row = vec![c.to_string()];
-            row.extend([p.shannon, p.huffman, p.huffman_with_code, p.fixed].map(|v| format!("{v:.2}")));
-            row.extend([p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp].map(|v| format!("{v:+.2}")));
-            t.add_row(row);
+            t.add_row(std::iter::once(c.to_string()).chain(paper_row(p)).collect::<Vec<_>>());
         }
         writeln!(s, "{t}").unwrap();
     }
     s
+}
+
+/// A class's numbers in the paper-style table (report.md, the console and report.html alike):
+/// Shannon, per-shard Huffman, + code, fixed (%), then fixed − Huffman and fixed − Shannon (pp).
+fn paper_row(p: &Percent) -> [String; 6] {
+    let pct = |v: f64| format!("{v:.2}");
+    let pp = |v: f64| format!("{v:+.2}");
+    [pct(p.shannon), pct(p.huffman), pct(p.huffman_with_code), pct(p.fixed), pp(p.fixed_vs_huffman_pp), pp(p.fixed_vs_shannon_pp)]
 }
 
 fn short(p: &str) -> String {
@@ -380,8 +385,6 @@ const CSS: &str = "body{font-family:sans-serif;max-width:1340px;margin:auto;padd
 fn html(r: &Report) -> String {
     use crate::svg::Style;
     use maud::{html, PreEscaped, DOCTYPE};
-    let f2 = |v: f64| format!("{v:.2}");
-    let pp = |v: f64| format!("{v:+.2}");
     let page = html! {
         (DOCTYPE)
         html {
@@ -397,7 +400,7 @@ fn html(r: &Report) -> String {
                     table {
                         tr { th { "class" } th { "Shannon %" } th { "per-shard Huffman %" } th { "+ code %" } th { "fixed %" } th { "fixed − Huffman pp" } th { "fixed − Shannon pp" } }
                         @for (c, p) in l.classes.iter().map(|(c, cr)| (c.as_str(), &cr.percent)).chain(std::iter::once(("all", &l.total.1))) {
-                            tr { td { (c) } td { (f2(p.shannon)) } td { (f2(p.huffman)) } td { (f2(p.huffman_with_code)) } td { (f2(p.fixed)) } td { (pp(p.fixed_vs_huffman_pp)) } td { (pp(p.fixed_vs_shannon_pp)) } }
+                            tr { td { (c) } @for v in paper_row(p) { td { (v) } } }
                         }
                     }
                     @let plotted = plotted_classes(l);

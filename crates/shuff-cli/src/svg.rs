@@ -108,26 +108,21 @@ pub enum Style {
 /// Marker shapes: series that coincide are told apart by shape as well as colour.
 fn marker(s: &mut String, i: usize, cx: f64, cy: f64, color: &str, tip: &str) {
     let r = 3.0;
-    let shape = match i % SHAPES {
-        0 => format!(r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{r}""#),
-        1 => format!(r#"<rect x="{:.1}" y="{:.1}" width="{}" height="{}""#, cx - r, cy - r, 2.0 * r, 2.0 * r),
-        2 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r, cx - r - 0.5, cy + r),
-        3 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{cy:.1}L{cx:.1},{:.1}L{:.1},{cy:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r + 0.5, cx - r - 0.5),
-        4 => format!(r#"<path d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy + r + 0.5, cx + r + 0.5, cy - r, cx - r - 0.5, cy - r),
-        _ => format!(r#"<path d="M{:.1},{:.1}L{:.1},{:.1}M{:.1},{:.1}L{:.1},{:.1}" stroke="{color}" stroke-width="2""#, cx - r, cy - r, cx + r, cy + r, cx - r, cy + r, cx + r, cy - r),
+    let (tag, shape) = match i % SHAPES {
+        0 => ("circle", format!(r#"cx="{cx:.1}" cy="{cy:.1}" r="{r}""#)),
+        1 => ("rect", format!(r#"x="{:.1}" y="{:.1}" width="{}" height="{}""#, cx - r, cy - r, 2.0 * r, 2.0 * r)),
+        2 => ("path", format!(r#"d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r, cx - r - 0.5, cy + r)),
+        3 => ("path", format!(r#"d="M{cx:.1},{:.1}L{:.1},{cy:.1}L{cx:.1},{:.1}L{:.1},{cy:.1}Z""#, cy - r - 0.5, cx + r + 0.5, cy + r + 0.5, cx - r - 0.5)),
+        4 => ("path", format!(r#"d="M{cx:.1},{:.1}L{:.1},{:.1}L{:.1},{:.1}Z""#, cy + r + 0.5, cx + r + 0.5, cy - r, cx - r - 0.5, cy - r)),
+        _ => ("path", format!(r#"d="M{:.1},{:.1}L{:.1},{:.1}M{:.1},{:.1}L{:.1},{:.1}" stroke="{color}" stroke-width="2""#, cx - r, cy - r, cx + r, cy + r, cx - r, cy + r, cx + r, cy - r)),
     };
-    let tag = match i % SHAPES {
-        0 => "circle",
-        1 => "rect",
-        _ => "path",
-    };
-    write!(s, r#"{shape} fill="{color}"><title>{}</title></{tag}>"#, esc(tip)).unwrap();
+    write!(s, r#"<{tag} {shape} fill="{color}"><title>{}</title></{tag}>"#, esc(tip)).unwrap();
 }
 
 /// Marker shapes [`marker`] cycles through: circle, square, triangle up, diamond, triangle down, cross.
 const SHAPES: usize = 6;
 
-/// Dash patterns, in the order of [`marker`]'s shapes' cycle of colours.
+/// Dash patterns: series 0–7 solid, the next eight (colours repeat) dashed, and so on.
 const DASHES: [&str; 4] = ["", "6 3", "2 2", "8 3 2 3"];
 
 /// Chart of (x, y) series; `log_y` plots log10(y) (values ≤ 0 are skipped).
@@ -210,8 +205,8 @@ pub fn heatmap(title: &str, labels: &[String], m: &[Vec<f64>]) -> String {
     let m: Vec<&[f64]> = m.iter().take(MAX_HEATMAP).map(|r| &r[..r.len().min(MAX_HEATMAP)]).collect();
     let n = labels.len().max(1);
     // Labels are cut to 32 characters; ~6.2 px per character of an 11 px sans-serif font.
-    let short = |l: &str| if l.chars().count() > 32 { format!("{}…", l.chars().take(31).collect::<String>()) } else { l.to_string() };
-    let widest = labels.iter().map(|l| short(l).chars().count()).max().unwrap_or(1) as f64 * 6.2;
+    let short: Vec<String> = labels.iter().map(|l| if l.chars().count() > 32 { format!("{}…", l.chars().take(31).collect::<String>()) } else { l.clone() }).collect();
+    let widest = short.iter().map(|l| l.chars().count()).max().unwrap_or(1) as f64 * 6.2;
     let x0 = (widest + 10.0).clamp(40.0, 220.0);
     let y0 = 34.0 + (widest * 0.71 + 8.0).clamp(16.0, 160.0);
     let cell = ((W - x0 - 10.0) / n as f64).min(52.0);
@@ -219,12 +214,12 @@ pub fn heatmap(title: &str, labels: &[String], m: &[Vec<f64>]) -> String {
     let mut s = open(title, height.max(120.0));
     let max = m.iter().flat_map(|r| r.iter()).copied().filter(|v| v.is_finite()).fold(0f64, f64::max).max(1e-12);
     let font = (cell * 0.3).clamp(9.0, 12.0);
-    for (j, label) in labels.iter().enumerate() {
+    for (j, label) in short.iter().enumerate() {
         let cx = x0 + cell * (j as f64 + 0.5);
-        write!(s, r#"<text transform="translate({cx:.1},{:.1}) rotate(-45)">{}</text>"#, y0 - 4.0, esc(&short(label))).unwrap();
+        write!(s, r#"<text transform="translate({cx:.1},{:.1}) rotate(-45)">{}</text>"#, y0 - 4.0, esc(label)).unwrap();
     }
     for (i, row) in m.iter().enumerate() {
-        write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 4.0, y0 + cell * (i as f64 + 0.5) + 4.0, esc(&short(&labels[i]))).unwrap();
+        write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 4.0, y0 + cell * (i as f64 + 0.5) + 4.0, esc(&short[i])).unwrap();
         for (j, &v) in row.iter().enumerate() {
             let t = (v / max).clamp(0.0, 1.0);
             let (r, g, b) = (255.0 - 247.0 * t, 255.0 - 207.0 * t, 255.0 - 148.0 * t);

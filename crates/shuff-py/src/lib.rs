@@ -190,10 +190,7 @@ impl PyFamily {
     /// GPU coder counts its sample on the device).
     fn choose_from_counts(&self, counts: Vec<Vec<u64>>) -> PyResult<Vec<u8>> {
         let k = self.inner.layout().stream_count(self.inner.dtype());
-        if counts.len() != k {
-            return Err(err(format!("give {k} lists of 256 counts")));
-        }
-        let hists = histograms_from_counts(&counts)?;
+        let hists = histograms_from_counts(&counts, k)?;
         Ok(self.inner.choose_from_histograms(&hists)[..k].to_vec())
     }
     /// The device tables (`shuff::device`) for a frame whose stream `s` is coded by `members[s]`.
@@ -337,11 +334,7 @@ impl PyTrainer {
     #[pyo3(signature = (cls, dtype, layout, batch, counts, source=""))]
     fn add_counts(&mut self, cls: &str, dtype: &str, layout: &str, batch: u64, counts: Vec<Vec<u64>>, source: &str) -> PyResult<()> {
         let (dtype, layout): (DType, Layout) = (dtype.parse().map_err(err)?, layout.parse().map_err(err)?);
-        let k = layout.stream_count(dtype);
-        if counts.len() != k {
-            return Err(err(format!("{dtype}/{layout} has {k} stream(s): give {k} lists of 256 counts, not {}", counts.len())));
-        }
-        let hists = histograms_from_counts(&counts)?;
+        let hists = histograms_from_counts(&counts, layout.stream_count(dtype))?;
         self.inner.add_histograms(cls, dtype, layout, batch, &hists, source).map_err(err)
     }
     /// Class names seen so far.
@@ -355,8 +348,12 @@ impl PyTrainer {
     }
 }
 
-/// 256 counts per stream, from Python, as histograms (a wrong length is an error, not a panic).
-fn histograms_from_counts(counts: &[Vec<u64>]) -> PyResult<Vec<shuff::stats::Histogram>> {
+/// `streams` lists of 256 counts, from Python, as histograms (a wrong length is an error, not a
+/// panic).
+fn histograms_from_counts(counts: &[Vec<u64>], streams: usize) -> PyResult<Vec<shuff::stats::Histogram>> {
+    if counts.len() != streams {
+        return Err(err(format!("give {streams} lists of 256 counts (one per stream), not {}", counts.len())));
+    }
     counts
         .iter()
         .enumerate()
