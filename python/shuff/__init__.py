@@ -74,20 +74,24 @@ def byte_view(x: Any) -> np.ndarray:
 
 
 def _codebook(book: CodebookSet | Codebook | Family, cls: str | None) -> Codebook | Family:
+    """What codes class `cls`: a set's class family (its codebook and the members `shuff train`
+    added), or the Codebook/Family given."""
     if isinstance(book, (Codebook, Family)):
         return book
     if cls is None:
         raise ShuffError("give the class whose codebook codes the tensor (cls=...)")
-    return book.codebook(cls)
+    return book.family(cls)
 
 
-def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *, checksum: bool = False,
-                 lanes: int | None = None) -> Any:
+def encode_frame(x: Any, book: CodebookSet | Codebook | Family, cls: str | None = None, *, checksum: bool = False,
+                 lanes: int | None = None, members: list[int] | None = None) -> Any:
     """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives).
 
     CPU input gives `bytes`; a CUDA tensor is coded on its GPU into a CUDA uint8 tensor. `lanes`
     sets the frame's lane geometry (default 4 on the CPU; on the GPU `shuff.gpu.lanes_for` the
-    size, 32 to 128); every decoder reads every geometry."""
+    size, 32 to 128); every decoder reads every geometry. With a family (a set's class has one),
+    each stream's member is picked from a sample of `x`, or given as `members` (one per stream: a
+    caller that knows which member fits, e.g. from an earlier message, skips the sampling)."""
     codebook = _codebook(book, cls)
     first = codebook.members[0] if isinstance(codebook, Family) else codebook
     if dtype_name(x) != first.dtype:
@@ -97,10 +101,10 @@ def encode_frame(x: Any, book: CodebookSet | Codebook, cls: str | None = None, *
             raise ShuffError("GPU-encoded frames carry no checksum (no CRC-32 on the device yet): encode on the CPU for one")
         from . import gpu
 
+        if members is not None:
+            raise ShuffError("the GPU coder picks members itself; explicit members are a CPU option for now")
         return gpu.encode_tensor(x, codebook, lanes)
-    if isinstance(codebook, Family):
-        return codebook.encode(byte_view(x), checksum, lanes or 4)
-    return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4)
+    return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4, members)
 
 
 def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: str | None = None) -> Any:
@@ -117,11 +121,7 @@ def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: s
     contiguous = out.is_contiguous() if _is_torch(out) else isinstance(out, np.ndarray) and out.flags.c_contiguous
     # A strided or Fortran-order `out` is decoded into a contiguous copy, then copied back.
     target = out if contiguous else (out.contiguous() if _is_torch(out) else np.ascontiguousarray(out))
-    view = byte_view(target)
-    if isinstance(codebook, Family):
-        codebook.decode_into_buffer(frame, view)
-    else:
-        _shuff.decode_into_buffer(frame, codebook, view)
+    _shuff.decode_into_buffer(frame, codebook, byte_view(target))
     if not contiguous:
         if _is_torch(out):
             out.copy_(target)

@@ -27,21 +27,21 @@ class Codebook:
         """The tables a device coder loads: one 9728-byte record per stream (crates/shuff/src/device.rs)."""
 
 class Family:
-    """A class's codebook family: the class code and exponent-shifted variants, one chosen per
-    stream and per message; frames name the members and the family's fingerprint."""
+    """A class's codebook family: the class code and further members (exponent-shifted, clustered),
+    one chosen per stream and per message; frames name the members and the family's fingerprint.
+    Every coding function takes a Family wherever it takes a Codebook."""
     @staticmethod
     def exponent_shift(codebook: Codebook, steps: list[int] = [-1, 1]) -> Family: ...
     @property
     def members(self) -> list[Codebook]: ...
     @property
     def fingerprint(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def layout(self) -> str: ...
     def choose(self, data: Any, stride: int = 17) -> list[int]:
         """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest."""
-    def encode(self, data: Any, checksum: bool = False, lanes: int = 4, members: list[int] | None = None) -> bytes:
-        """A frame of `data` (tensor bytes), each stream coded by the member `choose` picks (or by
-        `members`); the frame names the members and the family."""
-    def decode_into_buffer(self, frame: Any, out: Any) -> None:
-        """Decodes a family frame into `out`, a writable buffer of exactly the decoded size."""
     def choose_from_counts(self, counts: list[list[int]]) -> list[int]:
         """`choose` from per-stream symbol counts counted elsewhere (the GPU coder's sample)."""
     def device_tables(self, members: list[int]) -> bytes: ...
@@ -66,7 +66,12 @@ class CodebookSet:
     def classes(self) -> list[str]:
         """Class names, sorted."""
     def codebook(self, cls: str) -> Codebook:
-        """The codebook of class `cls` (ShuffError listing the classes if there is none)."""
+        """The codebook of class `cls`, member 0 of its family (ShuffError listing the classes if
+        there is none)."""
+    def family(self, cls: str) -> Family:
+        """The codebook family of class `cls`: what encoders of the class use."""
+    def members_made_by(self, cls: str) -> list[str]:
+        """What made each member of `cls`'s family (`class`, `shift -1`, `cluster 2`, …)."""
     @property
     def fingerprint(self) -> int:
         """Fingerprint of the whole set: equal on two processes iff they code every class alike."""
@@ -75,7 +80,9 @@ class CodebookSet:
 class Trainer:
     """Per-batch histograms per class → one codebook per class (use `shuff.Trainer`, which also
     takes tensors and arrays)."""
-    def __init__(self, max_len: int | None = None) -> None: ...
+    def __init__(self, max_len: int | None = None, family: str = "auto") -> None:
+        """`family`: auto (shifted and clustered members where they pay on held-out messages),
+        shift, cluster or none, as `shuff train --family`."""
     def add(self, cls: str, dtype: str, layout: str, batch: int, data: Any, source: str = "") -> None:
         """Counts `data` (tensor bytes of `dtype`) into class `cls`, batch `batch`, in `layout`."""
     def add_counts(self, cls: str, dtype: str, layout: str, batch: int, counts: list[list[int]], source: str = "") -> None:
@@ -84,15 +91,17 @@ class Trainer:
     def classes(self) -> list[str]:
         """Class names seen so far."""
     def build(self, name: str) -> CodebookSet:
-        """One codebook per class from the average of its per-batch distributions, each at the
-        maximum length given to the constructor or its layout's default (12 bytes, 16 others)."""
+        """One codebook family per class: the codebook from the average of its per-batch
+        distributions, each at the maximum length given to the constructor or its layout's default
+        (12 bytes, 16 others), and the members the constructor's `family` adds."""
 
-def encode(data: Any, codebook: Codebook, checksum: bool = False, lanes: int = 4) -> bytes:
-    """A frame of `data` (tensor bytes) in `lanes` lanes per coded stream (1-255)."""
-def encode_into_buffer(data: Any, codebook: Codebook, out: Any, checksum: bool = False, lanes: int = 4) -> int:
+def encode(data: Any, codebook: Codebook | Family, checksum: bool = False, lanes: int = 4, members: list[int] | None = None) -> bytes:
+    """A frame of `data` (tensor bytes) in `lanes` lanes per coded stream (1-255); with a family,
+    each stream by `members[s]`, or by the member `Family.choose` picks."""
+def encode_into_buffer(data: Any, codebook: Codebook | Family, out: Any, checksum: bool = False, lanes: int = 4, members: list[int] | None = None) -> int:
     """Encodes into `out` (at least `max_frame_size` bytes, not overlapping `data`); returns the
     frame's length."""
-def decode_into_buffer(frame: Any, codebook: Codebook, out: Any) -> None:
+def decode_into_buffer(frame: Any, codebook: Codebook | Family, out: Any) -> None:
     """Decodes `frame` into `out`, a writable buffer of exactly the decoded size (not overlapping
     the frame)."""
 def frame_info(frame: Any) -> tuple[str, str, int, int, int | None]:
@@ -102,7 +111,7 @@ def frame_header_info(frame: Any) -> dict[str, Any]:
     lanes, members, version, header_len."""
 def frame_header(codebook: Codebook, nbytes: int, lanes: int) -> bytes:
     """The version-2 header (no checksum) a device encoder writes before its chunks."""
-def measure(data: Any, codebook: Codebook) -> tuple[int, float, int, int]:
+def measure(data: Any, codebook: Codebook | Family) -> tuple[int, float, int, int]:
     """(original, Shannon, own-Huffman payload, fixed-codebook) bits of `data`, as `shuff eval`."""
 def stream_histograms(data: Any, dtype: str, layout: str) -> list[list[int]]:
     """Symbol counts of `data` (tensor bytes of `dtype`): 256 per stream of `layout`, as

@@ -186,7 +186,7 @@ def _pack(t: torch.Tensor, book: CodebookSet, cls: str) -> tuple[torch.Tensor, i
     """`t` coded into a send buffer (room for the worst case, so other ranks' larger frames fit the
     same padded width) and its signed size: the frame's length, or minus the raw length when coding
     does not shrink it (the buffer then holds the raw bytes)."""
-    codebook = book.codebook(cls)
+    codebook = book.family(cls)
     if dtype_name(t) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(t)} but class {cls!r} codes {codebook.dtype}")
     return _pack_bytes(_bytes_of(t), codebook)
@@ -240,7 +240,7 @@ def _unpack_bytes(data: torch.Tensor, size: int, out, codebook) -> None:
 
 def _unpack(buf: torch.Tensor, size: int, out: torch.Tensor, book: CodebookSet, cls: str) -> None:
     """Restores one message into the tensor `out`."""
-    _unpack_bytes(buf, size, _bytes_of(out), book.codebook(cls))
+    _unpack_bytes(buf, size, _bytes_of(out), book.family(cls))
 
 
 def _send_buffer(packed: Sequence[tuple[torch.Tensor, int]], width: int) -> torch.Tensor:
@@ -410,7 +410,7 @@ def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, bo
         _check_out(t, tensor)
         if t.numel() != tensor.numel() or t.dtype != tensor.dtype:
             raise ShuffError("all_gather: every output must have the input's dtype and size")
-    codebook = book.codebook(cls)
+    codebook = book.family(cls)
     if dtype_name(tensor) != codebook.dtype:
         raise ShuffError(f"tensor is {dtype_name(tensor)} but class {cls!r} codes {codebook.dtype}")
     raw = _bytes_of(tensor)

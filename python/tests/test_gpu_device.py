@@ -132,7 +132,7 @@ def test_family_frames_on_the_gpu_are_the_cpus(steps):
         x = (real(steps, 4, torch.float32, "ffn1_act_grad") * scale).to(torch.bfloat16)
         raw = np.ascontiguousarray(shuff.byte_view(x))
         g = shuff.encode_frame(x.cuda(), family)
-        want = family.encode(raw, lanes=gpu.lanes_for(raw.size))
+        want = _shuff.encode(raw, family, lanes=gpu.lanes_for(raw.size))
         assert bytes(g.cpu().numpy()) == want, f"×{scale}"
         out = torch.empty_like(x).cuda()
         shuff.decode_frame_into(torch.frombuffer(bytearray(want), dtype=torch.uint8).cuda(), family, out)

@@ -187,7 +187,7 @@ def test_emulated_kernels_choose_and_write_family_frames_as_the_rust_core_does(c
         raw = np.ascontiguousarray(shuff.byte_view(x))
         assert coder.choose(raw, family) == family.choose(raw), f"{dtype}/{layout} ×{scale}"
         for lanes in (4, 32):
-            want = family.encode(raw, lanes=lanes)
+            want = _shuff.encode(raw, family, lanes=lanes)
             assert bytes(coder.encode(raw, family, lanes)) == want, f"{dtype}/{layout} ×{scale}, {lanes} lanes"
             out = np.empty_like(raw)
             coder.decode_into(np.frombuffer(want, dtype=np.uint8), family, out)
@@ -196,7 +196,7 @@ def test_emulated_kernels_choose_and_write_family_frames_as_the_rust_core_does(c
     k = len(family.choose(raw))
     named = [len(family) - 1] * k
     frame = coder.encode(raw, family, 32, members=named)
-    assert bytes(frame) == family.encode(raw, lanes=32, members=named)
+    assert bytes(frame) == _shuff.encode(raw, family, lanes=32, members=named)
     if len(family) > 1:
         with pytest.raises(shuff.ShuffError):
             coder.decode_into(frame, book, np.empty_like(raw))

@@ -149,17 +149,50 @@ def test_a_shift_family_codes_real_gradients_and_names_its_members(steps):
     family = shuff.Family.exponent_shift(book, [-1, 1])
     assert len(family) == 3 and family.members[0].fingerprint == book.fingerprint
     x = pick(steps[4])
-    raw = shuff.byte_view(x)
-    frame = family.encode(raw)
+    frame = shuff.encode_frame(x, family)
     assert len(frame) <= len(shuff.encode_frame(x, book)) * 1.001
-    out = np.empty_like(raw)
-    family.decode_into_buffer(frame, out)
-    assert np.array_equal(out, raw)
-    forced = family.encode(raw, members=[0, 1])
-    family.decode_into_buffer(forced, out)
-    assert np.array_equal(out, raw)
+    assert same_bits(shuff.decode_frame_into(frame, family, torch.empty_like(x)), x)
+    forced = shuff.encode_frame(x, family, members=[0, 1])
+    assert list(shuff._shuff.frame_header_info(forced)["members"][:2]) == [0, 1]
+    assert same_bits(shuff.decode_frame_into(forced, family, torch.empty_like(x)), x)
     # The class code alone is not the family: its fingerprint differs.
     with pytest.raises(shuff.ShuffError, match="codebook"):
         shuff.decode_frame_into(forced, book, torch.empty_like(x))
     with pytest.raises(shuff.ShuffError):
-        family.encode(raw, members=[0, 3])
+        shuff.encode_frame(x, family, members=[0, 3])
+
+
+def test_trainer_families_code_what_the_set_names_and_can_be_turned_off(steps):
+    """shuff.Trainer builds families by default (as `shuff train`): on real gradients whose layers
+    differ, the class gets members; encoding through the set uses the family and is never larger
+    than the class code alone (beyond the choice from a sample); family="none" gives the plain
+    codebook, whose frames decode with it."""
+    names = [f"layer{l}.ffn1_act_grad.x.shard{k}" for l in (1, 4) for k in range(8)]
+
+    def build(family: str) -> shuff.CodebookSet:
+        tr = shuff.Trainer(family=family)
+        for b, s in enumerate(steps[:4]):
+            for n in names:
+                tr.add("g", s[n], layout="exponent", batch=b)
+        return tr.build("t")
+
+    fam, plain = build("auto"), build("none")
+    assert len(plain.family("g")) == 1 and plain.members_made_by("g") == []
+    assert plain.family("g").fingerprint == plain.codebook("g").fingerprint
+    assert fam.codebook("g").fingerprint == plain.codebook("g").fingerprint, "member 0 is the class code"
+    assert len(fam.family("g")) > 1, fam.members_made_by("g")
+    assert fam.members_made_by("g")[0] == "class" and len(fam.members_made_by("g")) == len(fam.family("g"))
+    with_family = without = 0
+    for n in names:
+        x = steps[4][n]
+        frame = shuff.encode_frame(x, fam, "g")
+        assert shuff.frame_info(frame)[4] == fam.family("g").fingerprint & 0xFFFFFFFF
+        assert same_bits(shuff.decode_frame_into(frame, fam, torch.empty_like(x), "g"), x)
+        with_family += len(frame)
+        without += len(shuff.encode_frame(x, plain, "g"))
+    assert with_family <= without * 1.002, (with_family, without)
+    # The set's round trip keeps the members (JSON and binary).
+    for again in (shuff.CodebookSet.from_bytes_or_json(fam.to_json().encode()), shuff.CodebookSet.from_bytes_or_json(fam.to_bytes())):
+        assert again.family("g").fingerprint == fam.family("g").fingerprint
+    with pytest.raises(shuff.ShuffError, match="unknown family"):
+        shuff.Trainer(family="sometimes")

@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::Serialize;
 use shuff::stats::{stream_histograms, Distribution, Histogram};
 use shuff::train::three_stage;
-use shuff::{huffman, Codebook, CodebookSet, DType, Layout, Trainer};
+use shuff::{huffman, Codebook, CodebookSet, DType, FamilyOptions, Layout, Trainer};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -158,7 +158,13 @@ fn sorted_matrix((labels, m): (Vec<String>, Vec<Vec<f64>>)) -> (Vec<String>, Vec
     (order.iter().map(|&i| labels[i].clone()).collect(), order.iter().map(|&i| order.iter().map(|&j| m[i][j]).collect()).collect())
 }
 
-pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir: &Path) -> Result<Report> {
+pub fn analyze(
+    inputs: &[PathBuf],
+    naming: &Naming,
+    layouts: &[Layout],
+    family: &FamilyOptions,
+    out_dir: &Path,
+) -> Result<Report> {
     let started = std::time::Instant::now();
     if inputs.len() < 2 {
         bail!("analyze needs at least two steps: codebooks are trained on all but the last");
@@ -212,7 +218,7 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
         let classes: BTreeMap<&str, DType> = st.iter().map(|t| (t.class.as_str(), t.dtype)).collect();
         // Train exactly as `shuff train` does: batch = step, all steps but the last.
         let trainer_for = |max_len: u32, steps: &dyn Fn(usize) -> bool| -> Result<Trainer> {
-            let mut tr = Trainer::new(max_len);
+            let mut tr = Trainer::new(max_len).with_family(family.clone());
             for t in st.iter().filter(|t| steps(t.step)) {
                 tr.add_histograms(&t.class, t.dtype, layout, t.step as u64, &t.hists, &inputs[t.step].display().to_string())?;
             }
@@ -221,9 +227,9 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
         let trainer = trainer_for(max_len, &|s| s < last)?;
         let mut set = CodebookSet::new("analyze");
         for &class in classes.keys() {
-            let (book, mut prov) = trainer.build_class(class)?;
+            let (members, mut prov) = trainer.build_family(class)?;
             prov.selector = selector_for(naming.group.as_str(), class);
-            set.insert(class, book, prov);
+            set.insert_family(class, members, prov);
         }
         // The held-out step, measured exactly as `shuff eval` measures it.
         let mut measured: Vec<(String, Sizes)> = Vec::new();
@@ -232,7 +238,12 @@ pub fn analyze(inputs: &[PathBuf], naming: &Naming, layouts: &[Layout], out_dir:
                 .par_iter()
                 .filter_map(|t| Naming::capture(&naming.group, &t.name).map(|c| (c, t)))
                 .map(|(c, t)| {
-                    let sizes = measure(&set.codebook(&c).expect("trained"), &t.data, max_len, None)?;
+                    let sizes = measure(
+                        &set.family(&c).expect("trained"),
+                        &t.data,
+                        max_len,
+                        shuff_container::SEGMENT_BYTES as usize,
+                    )?;
                     Ok((c, sizes))
                 })
                 .collect::<Result<_>>()?;

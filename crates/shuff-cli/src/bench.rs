@@ -4,7 +4,7 @@ use crate::huff0::{Block, Huff0, BLOCK};
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 use serde::Serialize;
-use shuff::{decode_into, encode_into, max_frame_len, Codebook, EncodeOptions};
+use shuff::{max_frame_len, EncodeOptions, Family};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -94,8 +94,15 @@ fn huff0_decompress(h: &mut Huff0, comp: &[u8], blocks: &[(usize, usize, bool)],
     ok
 }
 
-/// Runs the comparison for one message size.
-pub fn bench_size(book: &Codebook, source: &[u8], size: usize, threads: usize, samples: usize) -> Result<Row> {
+/// Runs the comparison for one message size. shuff encodes as `encode`/`compress` do: each
+/// stream's family member picked from a sample of the message (that choice is part of the time).
+pub fn bench_size(
+    book: &Family,
+    source: &[u8],
+    size: usize,
+    threads: usize,
+    samples: usize,
+) -> Result<Row> {
     let elem = book.dtype().size();
     let size = size / elem * elem;
     if source.is_empty() {
@@ -106,13 +113,30 @@ pub fn bench_size(book: &Codebook, source: &[u8], size: usize, threads: usize, s
     let mut frame = vec![0u8; max_frame_len(book.dtype(), book.layout(), size)];
     let mut back = vec![0u8; size];
 
-    let frame_len = encode_into(book, &msg, &mut frame, opts)?;
-    decode_into(book, &frame[..frame_len], &mut back)?;
+    let frame_len = book.encode_into(&msg, &mut frame, opts, None)?;
+    book.decode_into(&frame[..frame_len], &mut back)?;
     if back != msg {
         bail!("shuff round trip failed at {size} bytes");
     }
-    let enc = median_secs(|| drop(black_box(encode_into(book, black_box(&msg), &mut frame, opts))), samples);
-    let dec = median_secs(|| drop(black_box(decode_into(book, black_box(&frame[..frame_len]), &mut back))), samples);
+    let enc = median_secs(
+        || {
+            drop(black_box(book.encode_into(
+                black_box(&msg),
+                &mut frame,
+                opts,
+                None,
+            )))
+        },
+        samples,
+    );
+    let dec = median_secs(
+        || {
+            drop(black_box(
+                book.decode_into(black_box(&frame[..frame_len]), &mut back),
+            ))
+        },
+        samples,
+    );
 
     let mut h = Huff0::new();
     let mut hout = vec![0u8; size + size.div_ceil(BLOCK) * 1024 + BLOCK];
@@ -177,35 +201,57 @@ fn human(n: usize) -> String {
 
 /// `shuff bench`: see the command's help.
 #[allow(clippy::too_many_arguments)] // the command's options, one by one
-pub fn run(book: &std::path::Path, class: &str, filter: Option<String>, sizes: &[String], threads: usize, samples: usize, json: bool, input: &std::path::Path) -> Result<()> {
-            let set = crate::load_book(book)?;
-            let cb = set.get(class).with_context(|| format!("class `{class}` is not in the codebook set"))?;
-            let pattern = filter.unwrap_or_else(|| cb.provenance.selector.clone());
-            let re = (!pattern.is_empty()).then(|| Regex::new(&pattern)).transpose().context("bad --match regex")?;
-            let file = crate::tensors::TensorFile::open(input)?;
-            let source: Vec<u8> = file
-                .tensors(re.as_ref())?
-                .iter()
-                .filter(|t| t.dtype == cb.codebook.dtype())
-                .flat_map(|t| t.data.iter().copied())
-                .collect();
-            if source.is_empty() {
-                bail!("no {} tensor in {} matches `{pattern}`; it has: {}", cb.codebook.dtype(), input.display(), file.some_names());
-            }
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
-            let rows = pool.install(|| {
-                sizes
-                    .iter()
-                    .map(|s| bench_size(&cb.codebook, &source, parse_size(s)?, threads.max(1), samples))
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                eprintln!(
-                    "class {class}: {}/{}, {} bytes of real tensor data; huff0 in {} KiB blocks, single-threaded",
+pub fn run(
+    book: &std::path::Path,
+    class: &str,
+    filter: Option<String>,
+    sizes: &[String],
+    threads: usize,
+    samples: usize,
+    json: bool,
+    input: &std::path::Path,
+) -> Result<()> {
+    let set = crate::load_book(book)?;
+    let cb = set
+        .get(class)
+        .with_context(|| format!("class `{class}` is not in the codebook set"))?;
+    let pattern = filter.unwrap_or_else(|| cb.provenance.selector.clone());
+    let re = (!pattern.is_empty())
+        .then(|| Regex::new(&pattern))
+        .transpose()
+        .context("bad --match regex")?;
+    let file = crate::tensors::TensorFile::open(input)?;
+    let source: Vec<u8> = file
+        .tensors(re.as_ref())?
+        .iter()
+        .filter(|t| t.dtype == cb.codebook.dtype())
+        .flat_map(|t| t.data.iter().copied())
+        .collect();
+    if source.is_empty() {
+        bail!(
+            "no {} tensor in {} matches `{pattern}`; it has: {}",
+            cb.codebook.dtype(),
+            input.display(),
+            file.some_names()
+        );
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
+    let rows = pool.install(|| {
+        sizes
+            .iter()
+            .map(|s| bench_size(&cb.family, &source, parse_size(s)?, threads.max(1), samples))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        eprintln!(
+                    "class {class}: {}/{}, family of {} member(s), {} bytes of real tensor data; huff0 in {} KiB blocks, single-threaded",
                     cb.codebook.dtype(),
                     cb.codebook.layout(),
+                    cb.family.members().len(),
                     source.len(),
                     crate::huff0::BLOCK >> 10
                 );

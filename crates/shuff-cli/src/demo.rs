@@ -48,7 +48,13 @@ pub fn run(data: Option<PathBuf>, output: &Path) -> Result<()> {
         layer: Regex::new(r"layer\d+")?,
         shard: Regex::new(r"shard\d+")?,
     };
-    let report = analyze::analyze(&steps, &naming, &[Layout::Bytes, Layout::Exponent], output)?;
+    let report = analyze::analyze(
+        &steps,
+        &naming,
+        &[Layout::Bytes, Layout::Exponent],
+        &shuff::FamilyOptions::default(),
+        output,
+    )?;
     println!("{}", analyze::table(&report));
 
     let held_out = steps.last().expect("≥ 2 steps");
@@ -69,8 +75,14 @@ pub fn run(data: Option<PathBuf>, output: &Path) -> Result<()> {
     let re = Regex::new(r"\.ffn1_act\.x")?;
     for layout in ["bytes", "exponent"] {
         let set = load_book(&output.join(format!("book-{layout}.json")))?;
-        let book = set.codebook("ffn1_act").context("the sample has ffn1_act tensors")?;
-        let source: Vec<u8> = file.tensors(Some(&re))?.iter().flat_map(|t| t.data.iter().copied()).collect();
+        let book = set
+            .family("ffn1_act")
+            .context("the sample has ffn1_act tensors")?;
+        let source: Vec<u8> = file
+            .tensors(Some(&re))?
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
         let rows = pool.install(|| ["4KiB", "64KiB"].iter().map(|s| bench::bench_size(&book, &source, bench::parse_size(s)?, 1, 9)).collect::<Result<Vec<_>>>())?;
         println!("  {layout} layout:");

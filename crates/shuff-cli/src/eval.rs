@@ -11,17 +11,29 @@ use shuff::{ClassSelector, CodebookSet};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub fn run(book: &Path, filter: Option<&str>, class: Option<&str>, summary: bool, shift_family: bool, json: bool, inputs: &[PathBuf]) -> Result<()> {
-            let set = load_book(book)?;
-            let filter = filter.map(Regex::new).transpose().context("bad --match regex")?;
-            let report = eval(&set, filter.as_ref(), class, shift_family, inputs)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_eval(&report, summary, shift_family);
-            }
-            Ok(())
-        }
+pub fn run(
+    book: &Path,
+    filter: Option<&str>,
+    class: Option<&str>,
+    summary: bool,
+    json: bool,
+    inputs: &[PathBuf],
+) -> Result<()> {
+    let set = load_book(book)?;
+    let filter = filter
+        .map(Regex::new)
+        .transpose()
+        .context("bad --match regex")?;
+    let report = eval(&set, filter.as_ref(), class, inputs)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        // The class-code column only where some class has a family that can differ from it.
+        let families = set.classes().any(|(_, c)| c.family.members().len() > 1);
+        print_eval(&report, summary, families);
+    }
+    Ok(())
+}
 
 #[derive(Serialize)]
 struct TensorRow {
@@ -53,11 +65,12 @@ fn summary(s: Sizes) -> Summary {
     Summary { sizes: s, percent: s.percent() }
 }
 
-fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_family: bool, inputs: &[PathBuf]) -> Result<EvalReport> {
-    let families: BTreeMap<&str, Vec<shuff::Codebook>> = set
-        .classes()
-        .map(|(n, c)| (n, if shift_family { shuff::select::exponent_family(&c.codebook, &[-1, 0, 1]) } else { Vec::new() }))
-        .collect();
+fn eval(
+    set: &CodebookSet,
+    filter: Option<&Regex>,
+    forced: Option<&str>,
+    inputs: &[PathBuf],
+) -> Result<EvalReport> {
     let map = match forced {
         Some(c) => {
             set.get(c).with_context(|| format!("class `{c}` is not in the codebook set"))?;
@@ -80,10 +93,18 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
                         bail!("tensor `{}` is {} but class `{class}` codes {}", t.name, t.dtype, book.dtype());
                     }
                     let max_len = measure::reference_max_len(book, Some(&cb.provenance));
-                    let family = families.get(class).map(Vec::as_slice);
-                    let mut sizes = measure(book, &t.data, max_len, family).with_context(|| format!("tensor `{}`", t.name))?;
+                    // As the container codes it: pieces of a segment, members picked per piece.
+                    let mut sizes = measure(
+                        &cb.family,
+                        &t.data,
+                        max_len,
+                        shuff_container::SEGMENT_BYTES as usize,
+                    )
+                    .with_context(|| format!("tensor `{}`", t.name))?;
                     // The encoder's own output, to the byte: what `encode`/`compress` store for it.
-                    sizes.stored_bits = 8 * shuff_container::tensors::stored_len(book, &t.data).with_context(|| format!("tensor `{}`", t.name))?;
+                    sizes.stored_bits =
+                        8 * shuff_container::tensors::stored_len(&cb.family, &t.data)
+                            .with_context(|| format!("tensor `{}`", t.name))?;
                     Ok(TensorRow {
                         file: file.short_name(),
                         name: t.name.clone(),
@@ -119,10 +140,20 @@ fn eval(set: &CodebookSet, filter: Option<&Regex>, forced: Option<&str>, shift_f
     })
 }
 
-fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
-    let mut header = vec!["tensor", "elements", "shannon %", "huffman %", "+code %", "fixed %", "fix-huf pp", "fix-sha pp", "stored %"];
-    if shift {
-        header.extend(["shift±1 %", "shf-huf pp", "est.err %"]);
+fn print_eval(r: &EvalReport, summary_only: bool, families: bool) {
+    let mut header = vec![
+        "tensor",
+        "elements",
+        "shannon %",
+        "huffman %",
+        "+code %",
+        "fixed %",
+        "fix-huf pp",
+        "fix-sha pp",
+        "stored %",
+    ];
+    if families {
+        header.extend(["class code %", "family gain pp"]);
     }
     let mut t = crate::table::new(&header, 1);
     let mut line = |name: String, s: &Sizes| {
@@ -131,8 +162,11 @@ fn print_eval(r: &EvalReport, summary_only: bool, shift: bool) {
         row.extend([p.shannon, p.huffman, p.huffman_with_code, p.fixed].map(|v| format!("{v:.2}")));
         row.extend([p.fixed_vs_huffman_pp, p.fixed_vs_shannon_pp].map(|v| format!("{v:+.3}")));
         row.push(format!("{:.2}", p.stored));
-        if shift {
-            row.extend([format!("{:.2}", p.shift_family), format!("{:+.3}", p.shift_family - p.huffman), format!("{:.3}", p.estimate_error)]);
+        if families {
+            row.extend([
+                format!("{:.2}", p.class_code),
+                format!("{:+.3}", p.family_gain_pp),
+            ]);
         }
         t.add_row(row);
     };

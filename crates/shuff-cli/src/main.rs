@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
-use shuff::{CodebookSet, Layout};
+use shuff::{CodebookSet, FamilyOptions, Layout};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -56,6 +56,11 @@ enum Command {
         /// Combine batches by `average` (the paper's rule) or `ema:ALPHA`.
         #[arg(long, default_value = "average")]
         rule: String,
+        /// Codebook families: `auto` adds, per class, exponent-shifted and clustered members where
+        /// they pay on the last input (held out while choosing); `shift`, `cluster` one kind only;
+        /// `none` the class code alone. Encoders pick each message's members from a sample.
+        #[arg(long, default_value = "auto")]
+        family: String,
         /// Name stored in the set.
         #[arg(long, default_value = "shuff")]
         name: String,
@@ -90,10 +95,6 @@ enum Command {
         /// Print only the per-class and total rows, not every tensor.
         #[arg(long)]
         summary: bool,
-        /// Also measure the exponent-shift family: per tensor, the best of the class codebook moved
-        /// by −1, 0, +1 exponent steps, picked from a 1/17 sample (exponent layout only).
-        #[arg(long)]
-        shift_family: bool,
         /// Machine-readable output (schema in docs/CLI.md).
         #[arg(long)]
         json: bool,
@@ -232,6 +233,9 @@ enum Command {
         /// "step" value, as tools/capture_minilm.py writes it). The last step is held out.
         #[arg(long, value_enum, default_value_t = analyze::StepOrder::Given)]
         step_order: analyze::StepOrder,
+        /// Codebook families, as `shuff train --family` (auto, shift, cluster, none).
+        #[arg(long, default_value = "auto")]
+        family: String,
         /// Report directory.
         #[arg(short, long)]
         output: PathBuf,
@@ -297,16 +301,69 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { layout, max_len, classes, matches, rule, name, output, binary, c_header, inputs } => {
-            train::run(layout, max_len, &classes, &matches, &rule, &name, &output, binary.as_deref(), c_header.as_deref(), &inputs)
+        Command::Train {
+            layout,
+            max_len,
+            classes,
+            matches,
+            rule,
+            family,
+            name,
+            output,
+            binary,
+            c_header,
+            inputs,
+        } => {
+            let family = FamilyOptions::named(&family).map_err(anyhow::Error::msg)?;
+            train::run(
+                layout,
+                max_len,
+                &classes,
+                &matches,
+                &rule,
+                &family,
+                &name,
+                &output,
+                binary.as_deref(),
+                c_header.as_deref(),
+                &inputs,
+            )
         }
-        Command::Eval { book, filter, class, summary, shift_family, json, inputs } => {
-            eval::run(&book, filter.as_deref(), class.as_deref(), summary, shift_family, json, &inputs)
-        }
-        Command::Bench { book, class, filter, sizes, threads, samples, json, input } => {
-            bench::run(&book, &class, filter, &sizes, threads, samples, json, &input)
-        }
-        Command::Encode { book, class, filter, force, input, output } => {
+        Command::Eval {
+            book,
+            filter,
+            class,
+            summary,
+            json,
+            inputs,
+        } => eval::run(
+            &book,
+            filter.as_deref(),
+            class.as_deref(),
+            summary,
+            json,
+            &inputs,
+        ),
+        Command::Bench {
+            book,
+            class,
+            filter,
+            sizes,
+            threads,
+            samples,
+            json,
+            input,
+        } => bench::run(
+            &book, &class, filter, &sizes, threads, samples, json, &input,
+        ),
+        Command::Encode {
+            book,
+            class,
+            filter,
+            force,
+            input,
+            output,
+        } => {
             let set = load_book(&book)?;
             let filter = filter.map(|f| Regex::new(&f)).transpose().context("bad --match regex")?;
             files::encode(&set, &class, filter.as_ref(), &input, &output, force)
@@ -321,14 +378,24 @@ fn run(cli: Cli) -> Result<()> {
             files::restore_file(&input, &output, set.as_ref(), force, !quiet)
         }
         Command::Inspect { json, input } => files::inspect_cmd(&input, json),
-        Command::Analyze { group, layer, shard, layouts, step_order, output, mut inputs } => {
+        Command::Analyze {
+            group,
+            layer,
+            shard,
+            layouts,
+            step_order,
+            family,
+            output,
+            mut inputs,
+        } => {
+            let family = FamilyOptions::named(&family).map_err(anyhow::Error::msg)?;
             analyze::order_steps(&mut inputs, step_order)?;
             let naming = analyze::Naming {
                 group: Regex::new(&group).context("bad --group regex")?,
                 layer: Regex::new(&layer).context("bad --layer regex")?,
                 shard: Regex::new(&shard).context("bad --shard regex")?,
             };
-            let report = analyze::analyze(&inputs, &naming, &layouts, &output)?;
+            let report = analyze::analyze(&inputs, &naming, &layouts, &family, &output)?;
             println!("{}", analyze::table(&report));
             eprintln!("analyzed {} steps in {:.1} s; wrote {}/report.html, report.json, report.md", inputs.len(), report.seconds, output.display());
             Ok(())

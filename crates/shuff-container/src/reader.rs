@@ -9,7 +9,7 @@ use crate::source::Source;
 use crate::tensors::{parse_header, TensorEntry};
 use crate::{ContainerError, BATCH_BYTES};
 use rayon::prelude::*;
-use shuff::{Codebook, CodebookSet, FrameInfo};
+use shuff::{CodebookSet, Family, FrameInfo};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -26,9 +26,9 @@ pub struct Segment {
     pub restored_start: u64,
 }
 
-/// The codebooks frames can name, by the 32-bit fingerprint they carry.
+/// The codebook families frames can name, by the 32-bit fingerprint they carry.
 enum Book {
-    One(Arc<Codebook>),
+    One(Arc<Family>),
     /// Two classes share a 32-bit fingerprint: a frame naming it cannot be decoded with certainty.
     Ambiguous(String, String),
 }
@@ -50,11 +50,11 @@ pub struct Container<S: Source> {
 }
 
 fn codebooks_by_fingerprint(set: &CodebookSet) -> HashMap<u32, Book> {
-    // Classes with identical codebooks share a fingerprint harmlessly; only different codebooks
+    // Classes with identical families share a fingerprint harmlessly; only different families
     // under one 32-bit fingerprint make a frame ambiguous.
     let mut books: HashMap<u32, (String, Book)> = HashMap::new();
     for (name, c) in set.classes() {
-        let fp = c.codebook.fingerprint();
+        let fp = c.family.fingerprint();
         match books.get(&(fp.0 as u32)) {
             Some((_, Book::One(b))) if b.fingerprint() == fp => {}
             Some((other, _)) => {
@@ -62,7 +62,10 @@ fn codebooks_by_fingerprint(set: &CodebookSet) -> HashMap<u32, Book> {
                 books.insert(fp.0 as u32, (other.clone(), Book::Ambiguous(other, name.to_string())));
             }
             None => {
-                books.insert(fp.0 as u32, (name.to_string(), Book::One(Arc::clone(&c.codebook))));
+                books.insert(
+                    fp.0 as u32,
+                    (name.to_string(), Book::One(Arc::clone(&c.family))),
+                );
             }
         }
     }
@@ -210,15 +213,17 @@ impl<S: Source> Container<S> {
         self.source.len()
     }
 
-    /// The codebook a frame segment was coded with, by the fingerprint in its header.
-    pub fn codebook_of(&self, frame: &[u8]) -> Result<Arc<Codebook>, ContainerError> {
+    /// The codebook family a frame segment was coded with, by the fingerprint in its header.
+    pub fn family_of(&self, frame: &[u8]) -> Result<Arc<Family>, ContainerError> {
         let info = FrameInfo::parse(frame).map_err(|e| ContainerError::Codebook(e.to_string()))?;
         self.codebook_named(&info)
     }
 
-    /// The codebook a frame with header `info` names.
-    fn codebook_named(&self, info: &FrameInfo) -> Result<Arc<Codebook>, ContainerError> {
-        let fp = info.fingerprint.ok_or_else(|| ContainerError::Codebook("a three-stage frame in a container".into()))?;
+    /// The codebook family a frame with header `info` names.
+    fn codebook_named(&self, info: &FrameInfo) -> Result<Arc<Family>, ContainerError> {
+        let fp = info
+            .fingerprint
+            .ok_or_else(|| ContainerError::Codebook("a three-stage frame in a container".into()))?;
         match self.books.get(&fp) {
             Some(Book::One(b)) => Ok(Arc::clone(b)),
             Some(Book::Ambiguous(a, b)) => {
@@ -275,8 +280,10 @@ impl<S: Source> Container<S> {
                 if info.checksum != Some(h.crc) || info.decoded_len().ok() != Some(out.len()) {
                     return Err(bad("the frame's header disagrees with the segment's (length or CRC)".into()));
                 }
-                let book = self.codebook_named(&info)?;
-                shuff::decode_into(&book, stored, out).map_err(|e| bad(e.to_string()))
+                let family = self.codebook_named(&info)?;
+                family
+                    .decode_into(stored, out)
+                    .map_err(|e| bad(e.to_string()))
             }
             _ => {
                 out.copy_from_slice(stored);
@@ -421,7 +428,7 @@ impl<S: Source> Container<S> {
             .embedded
             .iter()
             .flat_map(|set| set.classes())
-            .map(|(name, c)| (c.codebook.fingerprint().0 as u32, name))
+            .map(|(name, c)| (c.family.fingerprint().0 as u32, name))
             .collect();
         let mut rows: Vec<StoredTensor> = self
             .tensors

@@ -11,7 +11,7 @@ use safetensors::tensor::Metadata;
 use safetensors::Dtype as StDtype;
 use shuff::auto::{build_codebook, plan_classes, provenance, sample_block_bytes, LayoutChooser, sample_stride, SAMPLE_TRAINS_FROM_BYTES};
 use shuff::stats::{stream_histograms, Histogram};
-use shuff::{ClassSelector, Codebook, CodebookSet, DType, EncodeOptions};
+use shuff::{ClassSelector, CodebookSet, DType, EncodeOptions, Family, FamilyEncodeError};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
@@ -310,12 +310,12 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
     Ok((set, plan))
 }
 
-/// Frames name their codebook by the low 32 bits of its fingerprint: among the different codebooks
-/// a file uses, those must be unique (classes with identical codebooks may share one).
+/// Frames name their codebook family by the low 32 bits of its fingerprint: among the different
+/// families a file uses, those must be unique (classes with identical families may share one).
 fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
     let mut seen = BTreeMap::new();
     for (c, cb) in set.classes() {
-        let fp = cb.codebook.fingerprint();
+        let fp = cb.family.fingerprint();
         if let Some((other, _)) = seen.insert(fp.0 as u32, (c, fp)).filter(|(_, f)| *f != fp) {
             return Err(ContainerError::Codebook(format!(
                 "classes `{other}` and `{c}` have different codebooks with the same 32-bit fingerprint; retrain one"
@@ -329,24 +329,33 @@ fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
 /// where the caller's thread pool has room).
 const PIECE_OPTIONS: EncodeOptions = EncodeOptions { checksum: true, parallel: true, lanes: shuff::frame::LANES };
 
-/// Codes one piece of tensor bytes into `frame` (resized to the worst case): the frame's length,
-/// or `None` where a frame would not be smaller than the bytes, which are then stored raw (tiny
-/// tensors would be a few bytes larger as frames). The one rule pieces are stored by.
-fn code_piece(book: &Codebook, data: &[u8], frame: &mut Vec<u8>, opts: EncodeOptions) -> Result<Option<usize>, shuff::EncodeError> {
-    frame.resize(shuff::max_frame_len(book.dtype(), book.layout(), data.len()), 0);
-    let n = shuff::encode_into(book, data, frame, opts)?;
+/// Codes one piece of tensor bytes into `frame` (resized to the worst case) with the family's
+/// members picked from a sample of the piece: the frame's length, or `None` where a frame would
+/// not be smaller than the bytes, which are then stored raw (tiny tensors would be a few bytes
+/// larger as frames). The one rule pieces are stored by.
+fn code_piece(
+    family: &Family,
+    data: &[u8],
+    frame: &mut Vec<u8>,
+    opts: EncodeOptions,
+) -> Result<Option<usize>, FamilyEncodeError> {
+    frame.resize(
+        shuff::max_frame_len(family.dtype(), family.layout(), data.len()),
+        0,
+    );
+    let n = family.encode_into(data, frame, opts, None)?;
     Ok((n < data.len()).then_some(n))
 }
 
-/// The bytes a container stores for tensor bytes `data` coded with `book` — its segments (pieces of
-/// at most [`SEGMENT_BYTES`], each a frame or raw, and each segment's header) — which is what
+/// The bytes a container stores for tensor bytes `data` coded with `family` — its segments (pieces
+/// of at most [`SEGMENT_BYTES`], each a frame or raw, and each segment's header) — which is what
 /// `shuff inspect` lists as the tensor's stored bytes after `compress` or `encode`. `shuff eval`
 /// reports it, so that its figure is the encoder's output to the byte.
-pub fn stored_len(book: &Codebook, data: &[u8]) -> Result<u64, shuff::EncodeError> {
+pub fn stored_len(family: &Family, data: &[u8]) -> Result<u64, FamilyEncodeError> {
     let mut frame = Vec::new();
     let mut total = 0u64;
     for piece in data.chunks(SEGMENT_BYTES as usize) {
-        let stored = code_piece(book, piece, &mut frame, PIECE_OPTIONS)?.unwrap_or(piece.len());
+        let stored = code_piece(family, piece, &mut frame, PIECE_OPTIONS)?.unwrap_or(piece.len());
         total += crate::format::SEGMENT_HEADER_BYTES + stored as u64;
     }
     Ok(total)
@@ -369,7 +378,7 @@ impl Batch {
         source: &S,
         pieces: Vec<Piece>,
         tensors: &[TensorEntry],
-        books: &[Option<Arc<Codebook>>],
+        books: &[Option<Arc<Family>>],
         opts: EncodeOptions,
     ) -> Result<(), ContainerError> {
         self.pieces = pieces;
@@ -416,11 +425,16 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
 ) -> Result<(W, Compressed), ContainerError> {
     let (header, tensors) = read_source_header(source)?;
     let trained;
-    let (books, embed): (Vec<Option<Arc<Codebook>>>, Option<&CodebookSet>) = match coding {
+    let (books, embed): (Vec<Option<Arc<Family>>>, Option<&CodebookSet>) = match coding {
         Coding::Trained { name } => {
             let (set, plan) = train(source, &tensors, name)?;
             trained = set;
-            (plan.iter().map(|c| c.as_deref().and_then(|c| trained.codebook(c))).collect(), Some(&trained))
+            (
+                plan.iter()
+                    .map(|c| c.as_deref().and_then(|c| trained.family(c)))
+                    .collect(),
+                Some(&trained),
+            )
         }
         Coding::Set(set) => {
             let selector = ClassSelector::from_set(set).map_err(|e| ContainerError::Codebook(e.to_string()))?;
@@ -428,14 +442,18 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
                 .iter()
                 .map(|t| {
                     let dtype = t.shuff_dtype()?;
-                    let class = selector.class_where(&t.name, |c| set.codebook(c).is_some_and(|b| b.dtype() == dtype))?;
-                    set.codebook(class)
+                    let class = selector.class_where(&t.name, |c| {
+                        set.codebook(c).is_some_and(|b| b.dtype() == dtype)
+                    })?;
+                    set.family(class)
                 })
                 .collect();
             (books, Some(set))
         }
         Coding::Class { set, class, filter } => {
-            let book = set.codebook(class).ok_or_else(|| ContainerError::Codebook(format!("class `{class}` is not in the codebook set")))?;
+            let book = set.family(class).ok_or_else(|| {
+                ContainerError::Codebook(format!("class `{class}` is not in the codebook set"))
+            })?;
             let books = tensors
                 .iter()
                 .map(|t| {

@@ -9,7 +9,9 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shuff::stats::stream_histograms;
-use shuff::{decode_into, encode_into, max_frame_len, Codebook, CodebookSet, DType, EncodeOptions, FrameInfo, Layout, Trainer};
+use shuff::{
+    max_frame_len, Codebook, CodebookSet, DType, EncodeOptions, FrameInfo, Layout, Trainer,
+};
 use std::sync::Arc;
 
 pyo3::create_exception!(_shuff, ShuffError, pyo3::exceptions::PyValueError, "An error from shuff's core (bad frame, wrong codebook, bad input), with its message.");
@@ -151,6 +153,16 @@ impl PyFamily {
     fn fingerprint(&self) -> u64 {
         self.inner.fingerprint().0
     }
+    /// Element type every member codes.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.inner.dtype().name()
+    }
+    /// Layout every member codes.
+    #[getter]
+    fn layout(&self) -> &'static str {
+        self.inner.layout().name()
+    }
     /// Per stream, the member that codes a 1/`stride` sample of `data` (tensor bytes) smallest.
     #[pyo3(signature = (data, stride=17))]
     fn choose(&self, py: Python<'_>, data: &Bound<'_, PyAny>, stride: usize) -> PyResult<Vec<u8>> {
@@ -159,32 +171,6 @@ impl PyFamily {
         let k = fam.layout().stream_count(fam.dtype());
         let m = released(py, || fam.choose(bytes.slice(), stride))?;
         Ok(m[..k].to_vec())
-    }
-    /// A frame of `data` (tensor bytes), each stream coded by `members[s]` or, without, by the member
-    /// `choose` picks (GIL released).
-    #[pyo3(signature = (data, checksum=false, lanes=shuff::frame::LANES, members=None))]
-    fn encode<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>, checksum: bool, lanes: usize, members: Option<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = Bytes::new(data)?;
-        let fam = Arc::clone(&self.inner);
-        let members = members
-            .map(|m| {
-                let mut a = [0u8; shuff::frame::MAX_STREAMS];
-                if m.len() != fam.layout().stream_count(fam.dtype()) {
-                    return Err(err(format!("give one member per stream ({}), not {}", fam.layout().stream_count(fam.dtype()), m.len())));
-                }
-                a[..m.len()].copy_from_slice(&m);
-                Ok(a)
-            })
-            .transpose()?;
-        let frame = released(py, || fam.encode(bytes.slice(), EncodeOptions { checksum, parallel: true, lanes }, members))?;
-        Ok(PyBytes::new(py, &frame))
-    }
-    /// Decodes a frame of this family into `out`, a writable buffer of exactly the decoded size.
-    fn decode_into_buffer(&self, py: Python<'_>, frame: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>) -> PyResult<()> {
-        let (frame, mut out) = decode_args(frame, out)?;
-        let fam = Arc::clone(&self.inner);
-        let dst = out.slice_mut()?;
-        released(py, || fam.decode_into(&frame, dst))
     }
     /// `choose` from per-stream symbol counts (one list of 256 per stream) counted elsewhere (the
     /// GPU coder counts its sample on the device).
@@ -224,6 +210,40 @@ impl PyFamily {
         }
         Ok(members.iter().map(|&m| &*all[usize::from(m)]).collect())
     }
+}
+
+/// The codebook family a coding function was given: a `Family`, or a `Codebook` (a family of one,
+/// whose frames are that codebook's).
+fn family_arg(book: &Bound<'_, PyAny>) -> PyResult<Arc<shuff::Family>> {
+    if let Ok(f) = book.cast::<PyFamily>() {
+        return Ok(Arc::clone(&f.get().inner));
+    }
+    if let Ok(c) = book.cast::<PyCodebook>() {
+        return Ok(Arc::new(
+            shuff::Family::new(vec![Arc::clone(&c.borrow().inner)]).map_err(err)?,
+        ));
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "give a shuff.Codebook or a shuff.Family",
+    ))
+}
+
+/// Explicit members from Python (one per stream of `family`), or `None` to let the encoder choose.
+fn members_arg(
+    family: &shuff::Family,
+    members: Option<Vec<u8>>,
+) -> PyResult<Option<[u8; shuff::frame::MAX_STREAMS]>> {
+    let Some(m) = members else { return Ok(None) };
+    let k = family.layout().stream_count(family.dtype());
+    if m.len() != k {
+        return Err(err(format!(
+            "give one member per stream ({k}), not {}",
+            m.len()
+        )));
+    }
+    let mut a = [0u8; shuff::frame::MAX_STREAMS];
+    a[..k].copy_from_slice(&m);
+    Ok(Some(a))
 }
 
 /// A version-2 frame header without checksum.
@@ -281,17 +301,40 @@ impl PyCodebookSet {
     fn classes(&self) -> Vec<String> {
         self.inner.class_names().map(str::to_string).collect()
     }
-    /// The codebook of `cls`.
+    /// The codebook of `cls` (member 0 of its family).
     fn codebook(&self, cls: &str) -> PyResult<PyCodebook> {
-        self.inner.codebook(cls).map(|inner| PyCodebook { inner }).ok_or_else(|| err(format!("class `{cls}` is not in the codebook set (classes: {})", self.classes().join(", "))))
+        self.inner
+            .codebook(cls)
+            .map(|inner| PyCodebook { inner })
+            .ok_or_else(|| self.no_class(cls))
     }
-    /// Fingerprint of the whole set (FNV-1a over class names and codebook fingerprints): equal
+    /// The codebook family of `cls`: what encoders of the class use (`shuff.encode` with a set
+    /// and a class name uses it).
+    fn family(&self, cls: &str) -> PyResult<PyFamily> {
+        self.inner
+            .family(cls)
+            .map(|inner| PyFamily { inner })
+            .ok_or_else(|| self.no_class(cls))
+    }
+    /// What made each member of `cls`'s family (`class`, `shift -1`, `cluster 2`, …; empty for a
+    /// family of one).
+    fn members_made_by(&self, cls: &str) -> PyResult<Vec<String>> {
+        self.inner
+            .get(cls)
+            .map(|c| c.provenance.members.clone())
+            .ok_or_else(|| self.no_class(cls))
+    }
+    /// Fingerprint of the whole set (FNV-1a over class names and family fingerprints): equal
     /// on two processes iff they code every class identically.
     #[getter]
     fn fingerprint(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for (name, c) in self.inner.classes() {
-            for b in name.bytes().chain([0]).chain(c.codebook.fingerprint().0.to_le_bytes()) {
+            for b in name
+                .bytes()
+                .chain([0])
+                .chain(c.family.fingerprint().0.to_le_bytes())
+            {
                 h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
             }
         }
@@ -305,6 +348,15 @@ impl PyCodebookSet {
     }
 }
 
+impl PyCodebookSet {
+    fn no_class(&self, cls: &str) -> PyErr {
+        err(format!(
+            "class `{cls}` is not in the codebook set (classes: {})",
+            self.classes().join(", ")
+        ))
+    }
+}
+
 /// Accumulates per-batch histograms per class (counted in Rust on the tensor's memory) and builds
 /// codebooks from the average of the per-batch distributions, as `shuff train` does.
 #[pyclass(name = "Trainer", module = "shuff", subclass)]
@@ -314,11 +366,16 @@ struct PyTrainer {
 
 #[pymethods]
 impl PyTrainer {
+    /// `family`: as `shuff train --family` — `auto` (exponent-shifted and clustered members where
+    /// they pay on held-out messages), `shift`, `cluster` or `none` (the class code alone).
     #[new]
-    #[pyo3(signature = (max_len=None))]
-    fn new(max_len: Option<u32>) -> Self {
+    #[pyo3(signature = (max_len=None, family="auto"))]
+    fn new(max_len: Option<u32>, family: &str) -> PyResult<Self> {
+        let family = shuff::FamilyOptions::named(family).map_err(err)?;
         // 0: each layout's default, as `shuff train` (the library's one rule).
-        PyTrainer { inner: Trainer::new(max_len.unwrap_or(0)) }
+        Ok(PyTrainer {
+            inner: Trainer::new(max_len.unwrap_or(0)).with_family(family),
+        })
     }
     /// Counts `data` (a tensor's bytes) into class `cls`, batch `batch`.
     #[pyo3(signature = (cls, dtype, layout, batch, data, source=""))]
@@ -341,8 +398,8 @@ impl PyTrainer {
     fn classes(&self) -> Vec<String> {
         self.inner.class_names().map(str::to_string).collect()
     }
-    /// Builds one codebook per class into a set named `name`. Maximum code length: the one given
-    /// to the constructor, else each layout's default (12 for bytes, 16 for planes/exponent).
+    /// Builds one codebook family per class into a set named `name`. Maximum code length: the one
+    /// given to the constructor, else each layout's default (12 for bytes, 16 for planes/exponent).
     fn build(&self, name: &str) -> PyResult<PyCodebookSet> {
         Ok(PyCodebookSet { inner: self.inner.build(name).map_err(err)? })
     }
@@ -374,43 +431,85 @@ fn py_stream_histograms(py: Python<'_>, data: &Bound<'_, PyAny>, dtype: &str, la
     Ok(hists.iter().map(|h| h.counts.to_vec()).collect())
 }
 
-/// Encodes `data` (the tensor's bytes) with `codebook` into a frame (GIL released).
+/// Encodes `data` (the tensor's bytes) with `codebook` (a Codebook or a Family) into a frame (GIL
+/// released). A family's members are `members` (one per stream) or, without, those its `choose`
+/// picks from a sample of `data`.
 #[pyfunction]
-#[pyo3(signature = (data, codebook, checksum=false, lanes=shuff::frame::LANES))]
-fn encode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, codebook: &PyCodebook, checksum: bool, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (data, codebook, checksum=false, lanes=shuff::frame::LANES, members=None))]
+fn encode<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    codebook: &Bound<'py, PyAny>,
+    checksum: bool,
+    lanes: usize,
+    members: Option<Vec<u8>>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = Bytes::new(data)?;
-    let book = Arc::clone(&codebook.inner);
+    let family = family_arg(codebook)?;
+    let members = members_arg(&family, members)?;
     let frame = released(py, || {
-        let input = bytes.slice();
-        let mut out = vec![0u8; max_frame_len(book.dtype(), book.layout(), input.len())];
-        let n = encode_into(&book, input, &mut out, EncodeOptions { checksum, parallel: true, lanes })?;
-        out.truncate(n);
-        Ok::<_, shuff::EncodeError>(out)
+        family.encode(
+            bytes.slice(),
+            EncodeOptions {
+                checksum,
+                parallel: true,
+                lanes,
+            },
+            members,
+        )
     })?;
     Ok(PyBytes::new(py, &frame))
 }
 
-/// Encodes `data` with `codebook` into the writable buffer `out` (at least `max_frame_size`
-/// bytes) and returns the frame's length: no allocation, no copy of the frame (GIL released).
+/// Encodes `data` with `codebook` (a Codebook or a Family) into the writable buffer `out` (at least
+/// `max_frame_size` bytes) and returns the frame's length: no allocation, no copy of the frame
+/// (GIL released).
 #[pyfunction]
-#[pyo3(signature = (data, codebook, out, checksum=false, lanes=shuff::frame::LANES))]
-fn encode_into_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>, checksum: bool, lanes: usize) -> PyResult<usize> {
+#[pyo3(signature = (data, codebook, out, checksum=false, lanes=shuff::frame::LANES, members=None))]
+#[allow(clippy::too_many_arguments)] // the Python signature, plus the GIL token
+fn encode_into_buffer(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    codebook: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyAny>,
+    checksum: bool,
+    lanes: usize,
+    members: Option<Vec<u8>>,
+) -> PyResult<usize> {
     let bytes = Bytes::new(data)?;
     let mut out = Bytes::new(out)?;
     out.check_disjoint(&bytes)?;
-    let book = Arc::clone(&codebook.inner);
+    let family = family_arg(codebook)?;
+    let members = members_arg(&family, members)?;
     let dst = out.slice_mut()?;
-    released(py, || encode_into(&book, bytes.slice(), dst, EncodeOptions { checksum, parallel: true, lanes }))
+    released(py, || {
+        family.encode_into(
+            bytes.slice(),
+            dst,
+            EncodeOptions {
+                checksum,
+                parallel: true,
+                lanes,
+            },
+            members,
+        )
+    })
 }
 
-/// Decodes `frame` with `codebook` into `out`, a writable buffer of exactly the decoded size
-/// (GIL released). Fails with ShuffError on a damaged frame or a frame made with another codebook.
+/// Decodes `frame` with `codebook` (a Codebook or a Family) into `out`, a writable buffer of exactly
+/// the decoded size (GIL released). Fails with ShuffError on a damaged frame or a frame made with
+/// another codebook.
 #[pyfunction]
-fn decode_into_buffer(py: Python<'_>, frame: &Bound<'_, PyAny>, codebook: &PyCodebook, out: &Bound<'_, PyAny>) -> PyResult<()> {
+fn decode_into_buffer(
+    py: Python<'_>,
+    frame: &Bound<'_, PyAny>,
+    codebook: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let (frame, mut out) = decode_args(frame, out)?;
-    let book = Arc::clone(&codebook.inner);
+    let family = family_arg(codebook)?;
     let dst = out.slice_mut()?;
-    released(py, || decode_into(&book, &frame, dst))
+    released(py, || family.decode_into(&frame, dst))
 }
 
 /// The header of a frame: (dtype, layout, elements, decoded bytes, fingerprint32 or None).
@@ -453,13 +552,26 @@ fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lane
 }
 
 /// Bits of `data` under: the Shannon bound, its own per-message Huffman code (payload only, at the
-/// codebook's maximum length), and `codebook` — the quantities `shuff eval` reports.
+/// codebook's maximum length), and `codebook` (a Codebook, or a Family with its members chosen as
+/// `encode` chooses them for one frame) — the quantities `shuff eval` reports.
 #[pyfunction]
-fn measure(py: Python<'_>, data: &Bound<'_, PyAny>, codebook: &PyCodebook) -> PyResult<(u64, f64, u64, u64)> {
+fn measure(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    codebook: &Bound<'_, PyAny>,
+) -> PyResult<(u64, f64, u64, u64)> {
     let bytes = Bytes::new(data)?;
-    let book = Arc::clone(&codebook.inner);
-    let s = released(py, || shuff::measure::measure(&book, bytes.slice(), shuff::measure::reference_max_len(&book, None), None))?;
-    Ok((s.original_bits, s.shannon_bits, s.huffman_bits, s.fixed_bits))
+    let family = family_arg(codebook)?;
+    let max_len = shuff::measure::reference_max_len(&family.members()[0], None);
+    let s = released(py, || {
+        shuff::measure::measure(&family, bytes.slice(), max_len, usize::MAX)
+    })?;
+    Ok((
+        s.original_bits,
+        s.shannon_bits,
+        s.huffman_bits,
+        s.fixed_bits,
+    ))
 }
 
 /// Worst-case frame size for `nbytes` of tensor data.

@@ -574,19 +574,27 @@ impl Codebook {
     /// rotates, so the result is still complete. `None` where the layout has no exponent stream.
     pub fn exponent_shifted(&self, steps: i32) -> Option<Codebook> {
         let (e, stride) = self.layout.exponent_stream(self.dtype)?;
-        let stride = stride as i32;
-        let (lo, hi) = (stride, 256 - stride); // normal exponents occupy [lo, hi)
-        let span = hi - lo;
-        let old = self.streams[e].lengths;
-        let mut new = old;
-        for x in lo..hi {
-            let src = lo + (x - lo - steps * stride).rem_euclid(span);
-            new[x as usize] = old[src as usize];
-        }
         let mut lengths: Vec<Vec<u8>> = self.streams.iter().map(|s| s.lengths.to_vec()).collect();
-        lengths[e] = new.to_vec();
-        Some(Codebook::from_lengths(self.dtype, self.layout, &lengths).expect("a permutation of a complete code is complete"))
+        lengths[e] = shift_exponent_lengths(&self.streams[e].lengths, stride, steps).to_vec();
+        Some(
+            Codebook::from_lengths(self.dtype, self.layout, &lengths)
+                .expect("a permutation of a complete code is complete"),
+        )
     }
+}
+
+/// An exponent stream's code `old` (exponent symbols `stride` apart) moved by `steps` exponent
+/// steps: see [`Codebook::exponent_shifted`].
+pub(crate) fn shift_exponent_lengths(old: &[u8; 256], stride: u32, steps: i32) -> [u8; 256] {
+    let stride = stride as i32;
+    let (lo, hi) = (stride, 256 - stride); // normal exponents occupy [lo, hi)
+    let span = hi - lo;
+    let mut new = *old;
+    for x in lo..hi {
+        let src = lo + (x - lo - steps * stride).rem_euclid(span);
+        new[x as usize] = old[src as usize];
+    }
+    new
 }
 
 #[cfg(test)]

@@ -118,6 +118,9 @@ impl Family {
         let (dtype, layout) = (self.dtype(), self.layout());
         let size = dtype.size();
         layout::element_count(dtype, data.len())?;
+        if self.members.len() == 1 {
+            return Ok([0; MAX_STREAMS]);
+        }
         // Only the sampled elements are gathered and split into streams (1/stride of the message).
         let sample: Vec<u8> = data.chunks_exact(size).step_by(stride.max(1)).flatten().copied().collect();
         let mut symbols = vec![0u8; sample.len()];
@@ -164,7 +167,7 @@ impl Family {
     pub fn encode_into(&self, data: &[u8], out: &mut [u8], opts: EncodeOptions, members: Option<[u8; MAX_STREAMS]>) -> Result<usize, FamilyEncodeError> {
         let members = match members {
             Some(m) => m,
-            None => self.choose(data, 17)?,
+            None => self.choose(data, crate::measure::SELECT_STRIDE)?,
         };
         self.check_members(members)?;
         Ok(encode_members_into(&self.books()[..self.members.len()], members, self.fingerprint.0 as u32, data, out, opts)?)

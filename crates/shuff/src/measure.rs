@@ -3,8 +3,9 @@
 //! codebook. `shuff eval`, `shuff analyze` and Python's `shuff.measure` all use this, so their
 //! numbers agree exactly.
 
+use crate::family::Family;
 use crate::set::Provenance;
-use crate::stats::{compressibility, stream_histograms};
+use crate::stats::{compressibility, stream_histograms, Histogram};
 use crate::train::{shannon_bits, three_stage};
 use crate::Codebook;
 use serde::Serialize;
@@ -24,16 +25,14 @@ pub struct Sizes {
     pub huffman_bits: u64,
     /// Bits spent sending those codes.
     pub huffman_code_bits: u64,
-    /// Payload under the fixed codebook.
+    /// Payload under the fixed codebook family, each stream by the member the encoder picks for
+    /// each piece — what the encoder's frames carry as payload.
     pub fixed_bits: u64,
+    /// Payload under the class code alone (member 0): what the family's other members save.
+    pub class_code_bits: u64,
     /// What the encoder stores (frames with their headers and lane sizes, raw where coding does
     /// not pay, container segment headers), where the caller measured it (`shuff eval`); else 0.
     pub stored_bits: u64,
-    /// With `--shift-family`: payload under the best of the codebook shifted by −1/0/+1 exponent
-    /// steps, chosen per message from a 1/17 sample, plus 2 bits per message to name the choice.
-    pub shift_family_bits: u64,
-    /// With `--shift-family`: Σ |estimated − exact| bits of the chosen candidate's size.
-    pub estimate_error_bits: f64,
 }
 
 /// Compressibility percentages (`100 × (1 − coded/original)`) of [`Sizes`].
@@ -45,18 +44,18 @@ pub struct Percent {
     pub huffman: f64,
     /// The same with the cost of sending the code.
     pub huffman_with_code: f64,
-    /// Under the fixed codebook.
+    /// Under the fixed codebook family (selection included).
     pub fixed: f64,
+    /// Under the class code alone.
+    pub class_code: f64,
     /// As stored by the encoder (0 when not measured).
     pub stored: f64,
     /// `fixed − huffman`, percentage points (negative: the fixed codebook is worse).
     pub fixed_vs_huffman_pp: f64,
     /// `fixed − shannon`, percentage points.
     pub fixed_vs_shannon_pp: f64,
-    /// Compressibility under the shift family (0 when not measured).
-    pub shift_family: f64,
-    /// Relative error of the sampled size estimates, percent of exact size.
-    pub estimate_error: f64,
+    /// `fixed − class_code`, percentage points: the gain from the family's other members.
+    pub family_gain_pp: f64,
 }
 
 impl Sizes {
@@ -69,30 +68,34 @@ impl Sizes {
         self.huffman_bits += o.huffman_bits;
         self.huffman_code_bits += o.huffman_code_bits;
         self.fixed_bits += o.fixed_bits;
+        self.class_code_bits += o.class_code_bits;
         self.stored_bits += o.stored_bits;
-        self.shift_family_bits += o.shift_family_bits;
-        self.estimate_error_bits += o.estimate_error_bits;
     }
 
     /// As compressibility percentages.
     pub fn percent(&self) -> Percent {
         let o = self.original_bits as f64;
         let pct = |bits: f64| 100.0 * compressibility(bits, o);
-        let (shannon, huffman, fixed) = (pct(self.shannon_bits), pct(self.huffman_bits as f64), pct(self.fixed_bits as f64));
+        let (shannon, huffman, fixed) = (
+            pct(self.shannon_bits),
+            pct(self.huffman_bits as f64),
+            pct(self.fixed_bits as f64),
+        );
+        let class_code = pct(self.class_code_bits as f64);
         Percent {
             shannon,
             huffman,
             huffman_with_code: pct((self.huffman_bits + self.huffman_code_bits) as f64),
             fixed,
-            stored: if self.stored_bits > 0 { pct(self.stored_bits as f64) } else { 0.0 },
-            fixed_vs_huffman_pp: fixed - huffman,
-            fixed_vs_shannon_pp: fixed - shannon,
-            shift_family: if self.shift_family_bits > 0 { pct(self.shift_family_bits as f64) } else { 0.0 },
-            estimate_error: if self.shift_family_bits > 0 {
-                100.0 * self.estimate_error_bits / self.shift_family_bits as f64
+            class_code,
+            stored: if self.stored_bits > 0 {
+                pct(self.stored_bits as f64)
             } else {
                 0.0
             },
+            fixed_vs_huffman_pp: fixed - huffman,
+            fixed_vs_shannon_pp: fixed - shannon,
+            family_gain_pp: fixed - class_code,
         }
     }
 }
@@ -122,19 +125,39 @@ pub fn reference_max_len(book: &Codebook, provenance: Option<&Provenance>) -> u3
 /// columns of every row — which, with per-channel scales, biased the estimate by 2% at stride 16.
 pub const SELECT_STRIDE: usize = 17;
 
-/// Measures tensor bytes `data` against `book` (its dtype and layout), with per-message Huffman
-/// codes of at most `max_len` bits, and optionally against a family of candidate codebooks.
-pub fn measure(book: &Codebook, data: &[u8], max_len: u32, family: Option<&[Codebook]>) -> Result<Sizes, MeasureError> {
+/// Measures tensor bytes `data` (one message) against the codebook `family` (its dtype and
+/// layout), with per-message Huffman codes of at most `max_len` bits. The encoder codes a message
+/// in pieces of at most `piece_bytes` (a container's segments; `usize::MAX` for one frame) and picks
+/// each piece's members from a sample ([`Family::choose`]); `fixed_bits` makes the same choice.
+pub fn measure(
+    family: &Family,
+    data: &[u8],
+    max_len: u32,
+    piece_bytes: usize,
+) -> Result<Sizes, MeasureError> {
+    let book = &family.members()[0];
     let hists = stream_histograms(book.dtype(), book.layout(), data)?;
     let three = three_stage(&hists, max_len)?;
-    let (mut shift_family_bits, mut estimate_error_bits) = (0, 0.0);
-    if let Some(family) = family.filter(|f| !f.is_empty()) {
-        let refs: Vec<&Codebook> = family.iter().collect();
-        let (i, estimate) = crate::select::choose(&refs, data, SELECT_STRIDE)?.expect("non-empty family");
-        let exact = family[i].coded_bits(&hists);
-        shift_family_bits = exact + 2;
-        estimate_error_bits = (estimate - exact as f64).abs();
-    }
+    let fixed_bits = if family.members().len() == 1 {
+        book.coded_bits(&hists)
+    } else {
+        let piece = (piece_bytes.max(1) / book.dtype().size()).max(1) * book.dtype().size();
+        let mut bits = 0;
+        for p in data.chunks(piece) {
+            let chosen = family.choose(p, SELECT_STRIDE)?;
+            let piece_hists: Vec<Histogram> = if p.len() == data.len() {
+                hists.clone()
+            } else {
+                stream_histograms(book.dtype(), book.layout(), p)?
+            };
+            bits += piece_hists
+                .iter()
+                .enumerate()
+                .map(|(s, h)| family.members()[usize::from(chosen[s])].streams()[s].coded_bits(h))
+                .sum::<u64>();
+        }
+        bits
+    };
     Ok(Sizes {
         messages: 1,
         elements: (data.len() / book.dtype().size()) as u64,
@@ -142,9 +165,8 @@ pub fn measure(book: &Codebook, data: &[u8], max_len: u32, family: Option<&[Code
         shannon_bits: shannon_bits(&hists),
         huffman_bits: three.payload_bits,
         huffman_code_bits: 8 * three.code_bytes,
-        fixed_bits: book.coded_bits(&hists),
+        fixed_bits,
+        class_code_bits: book.coded_bits(&hists),
         stored_bits: 0,
-        shift_family_bits,
-        estimate_error_bits,
     })
 }

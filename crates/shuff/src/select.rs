@@ -1,4 +1,5 @@
-//! Choosing a codebook for a message, and watching for drift.
+//! Estimating a message's size under a codebook from a sample, and watching for drift (choosing a
+//! family's members from a sample is [`crate::Family::choose`]).
 //!
 //! Both work from a strided sample of the message's symbols so that they stay cheap enough for the
 //! send path: a stride of 17 reads 1/17 of the message. Use a stride coprime to the tensor's row
@@ -49,29 +50,6 @@ fn estimate_from_symbols(book: &Codebook, symbols: &[u8], stride: usize) -> f64 
             }
         })
         .sum()
-}
-
-/// The candidate with the smallest estimated size for message `data`: `(index, estimated bits)`.
-/// All candidates must share a dtype and layout. `None` if there are no candidates.
-pub fn choose(candidates: &[&Codebook], data: &[u8], stride: usize) -> Result<Option<(usize, f64)>, MisalignedTensor> {
-    let Some(first) = candidates.first() else { return Ok(None) };
-    let mut symbols = vec![0u8; data.len()];
-    layout::to_symbols(first.dtype(), first.layout(), data, &mut symbols)?;
-    Ok(candidates
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            debug_assert_eq!((b.dtype(), b.layout()), (first.dtype(), first.layout()));
-            (i, estimate_from_symbols(b, &symbols, stride))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1)))
-}
-
-/// The exponent-shift family of a codebook: the same code moved by each of `steps` exponent steps
-/// (e.g. `[-1, 0, 1]`, chosen per message with 2 bits of header). Empty where the layout has no
-/// exponent stream.
-pub fn exponent_family(book: &Codebook, steps: &[i32]) -> Vec<Codebook> {
-    steps.iter().filter_map(|&s| book.exponent_shifted(s)).collect()
 }
 
 /// Result of one drift check.
@@ -172,15 +150,21 @@ mod tests {
 
     #[test]
     fn shifted_family_picks_the_matching_scale() {
-        let book = train(&gaussianish(1.0));
-        let fam = exponent_family(&book, &[-1, 0, 1]);
-        assert_eq!(fam.len(), 3);
-        let refs: Vec<&Codebook> = fam.iter().collect();
-        let (i, _) = choose(&refs, &gaussianish(2.0), 8).unwrap().unwrap();
-        assert_eq!(i, 2, "a tensor at twice the scale wants the +1 shift");
-        let (i, _) = choose(&refs, &gaussianish(0.5), 8).unwrap().unwrap();
-        assert_eq!(i, 0);
-        assert!(choose(&[], &[], 8).unwrap().is_none());
+        let book = std::sync::Arc::new(train(&gaussianish(1.0)));
+        let fam = crate::Family::exponent_shift(book, &[-1, 1]);
+        assert_eq!(fam.members().len(), 3);
+        let e = Layout::Exponent.exponent_stream(DType::Bf16).unwrap().0;
+        assert_eq!(
+            fam.choose(&gaussianish(2.0), 8).unwrap()[e],
+            2,
+            "a tensor at twice the scale wants the +1 shift"
+        );
+        assert_eq!(
+            fam.choose(&gaussianish(0.5), 8).unwrap()[e],
+            1,
+            "half the scale: the -1 shift"
+        );
+        assert_eq!(fam.choose(&gaussianish(1.0), 8).unwrap()[e], 0);
     }
 
     #[test]

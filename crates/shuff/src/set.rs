@@ -10,14 +10,23 @@
 //!       "provenance": { "trained_on": ["step000.safetensors", …], "batches": 4, … } } } }
 //! ```
 //!
-//! Binary (little-endian; provenance is not kept): `"SHCB"`, u8 format version (2), u32 set
-//! version, u32 name length + name, u32 class count; per class: u32 name length + name, u8 dtype id,
-//! u8 layout id, u32 class version, u8 stream count, per stream 128 bytes of 4-bit `length − 1`
-//! (symbol `2i` in the low nibble of byte `i`), then the u64 codebook fingerprint as a check.
-//! Version 1 (still read) had u8 name lengths and a u16 class count: it cut longer names, so two
-//! long class names could collide and a cut could split a UTF-8 character.
+//! A class whose codebook [`Family`] has more members than its codebook lists them after it:
+//! JSON `"members": [ { "fingerprint": "…", "streams": [ … ] }, … ]` (members 1, 2, …; member 0
+//! is the class's own `streams`), with `"family_fingerprint"`; such a set is written as
+//! `format_version: 2` (version 1, without members, is still read and written when no class has
+//! any). The provenance's `members` says what made each member.
+//!
+//! Binary (little-endian; provenance is not kept): `"SHCB"`, u8 format version (2, or 3 when some
+//! class has members), u32 set version, u32 name length + name, u32 class count; per class: u32
+//! name length + name, u8 dtype id, u8 layout id, u32 class version, u8 stream count, per stream 128
+//! bytes of 4-bit `length − 1` (symbol `2i` in the low nibble of byte `i`), then the u64 codebook
+//! fingerprint as a check; version 3 then has a u8 count of further members and, per member, its
+//! streams and fingerprint the same way. Version 1 (still read) had u8 name lengths and a u16
+//! class count: it cut longer names, so two long class names could collide and a cut could split a
+//! UTF-8 character.
 
 use crate::codebook::{Codebook, CodebookError, Fingerprint};
+use crate::family::Family;
 use crate::{DType, Layout};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,13 +60,19 @@ pub struct Provenance {
     /// were given in training; see `crate::classes`). Ties, and sets without it, go by name.
     #[serde(default)]
     pub order: u32,
+    /// What made each member of the class's family (member 0 first: `class`; then e.g. `shift -1`,
+    /// `cluster 2`, per stream); empty for a family of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 /// One class of a set.
 #[derive(Clone, Debug)]
 pub struct ClassBook {
-    /// The code.
+    /// The class code: member 0 of `family`.
     pub codebook: Arc<Codebook>,
+    /// The codes a frame of this class may use (the class code alone, or with members).
+    pub family: Arc<Family>,
     /// Bumped each time the class gets a different code.
     pub version: u32,
     /// Where it came from.
@@ -90,8 +105,18 @@ struct ClassFile {
     version: u32,
     fingerprint: String,
     streams: Vec<StreamFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    members: Vec<MemberFile>,
     #[serde(default)]
     provenance: Provenance,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberFile {
+    fingerprint: String,
+    streams: Vec<StreamFile>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,9 +126,10 @@ struct StreamFile {
 }
 
 const FORMAT: &str = "shuff-codebooks";
-const FORMAT_VERSION: u32 = 1;
-/// Version of the binary form written; version 1 is still read.
-const BINARY_VERSION: u8 = 2;
+/// JSON format version written when some class has members (else 1, which is still read).
+const FORMAT_VERSION: u32 = 2;
+/// Version of the binary form written when some class has members (else 2); 1 and 2 are still read.
+const BINARY_VERSION: u8 = 3;
 const MAGIC: &[u8; 4] = b"SHCB";
 
 impl CodebookSet {
@@ -112,19 +138,47 @@ impl CodebookSet {
         CodebookSet { name: name.into(), version: 1, classes: BTreeMap::new() }
     }
 
-    /// Adds or replaces a class. Replacing it with a different code bumps the class's and the
-    /// set's version (a refreshed codebook also has a new fingerprint, since the lengths differ).
+    /// Adds or replaces a class with a single codebook (a family of one).
     pub fn insert(&mut self, class: impl Into<String>, codebook: Codebook, provenance: Provenance) {
+        self.insert_family(
+            class,
+            Family::new(vec![Arc::new(codebook)]).expect("one codebook is a family"),
+            provenance,
+        );
+    }
+
+    /// Adds or replaces a class with a codebook family. Replacing it with different codes bumps the
+    /// class's and the set's version (a refreshed family also has a new fingerprint).
+    pub fn insert_family(
+        &mut self,
+        class: impl Into<String>,
+        family: Family,
+        provenance: Provenance,
+    ) {
         let class = class.into();
         let version = match self.classes.get(&class) {
-            Some(old) if old.codebook.fingerprint() == codebook.fingerprint() => old.version,
+            Some(old) if old.family.fingerprint() == family.fingerprint() => old.version,
             Some(old) => {
                 self.version += 1;
                 old.version + 1
             }
             None => 1,
         };
-        self.classes.insert(class, ClassBook { codebook: Arc::new(codebook), version, provenance });
+        let codebook = Arc::clone(&family.members()[0]);
+        self.classes.insert(
+            class,
+            ClassBook {
+                codebook,
+                family: Arc::new(family),
+                version,
+                provenance,
+            },
+        );
+    }
+
+    /// Whether some class has more than one member (the set needs the newer file formats).
+    fn has_members(&self) -> bool {
+        self.classes.values().any(|c| c.family.members().len() > 1)
     }
 
     /// The classes in the order a tensor is offered to them (`Provenance::order`, then name).
@@ -139,14 +193,22 @@ impl CodebookSet {
         self.classes.get(class)
     }
 
-    /// The codebook of `class`, shared.
+    /// The codebook of `class` (member 0 of its family), shared.
     pub fn codebook(&self, class: &str) -> Option<Arc<Codebook>> {
         self.classes.get(class).map(|c| Arc::clone(&c.codebook))
     }
 
-    /// The class whose codebook has `fingerprint`.
+    /// The codebook family of `class`, shared: what encoders of the class use.
+    pub fn family(&self, class: &str) -> Option<Arc<Family>> {
+        self.classes.get(class).map(|c| Arc::clone(&c.family))
+    }
+
+    /// The class whose family has `fingerprint` (for a family of one: its codebook's).
     pub fn find_fingerprint(&self, fingerprint: Fingerprint) -> Option<(&str, &ClassBook)> {
-        self.classes.iter().find(|(_, c)| c.codebook.fingerprint() == fingerprint).map(|(n, c)| (n.as_str(), c))
+        self.classes
+            .iter()
+            .find(|(_, c)| c.family.fingerprint() == fingerprint)
+            .map(|(n, c)| (n.as_str(), c))
     }
 
     /// Class names, sorted.
@@ -171,27 +233,44 @@ impl CodebookSet {
 
     /// The readable JSON form (pretty-printed, lengths one stream per line).
     pub fn to_json(&self) -> String {
+        let stream_files = |b: &Codebook| -> Vec<StreamFile> {
+            b.streams()
+                .iter()
+                .map(|s| StreamFile {
+                    fingerprint: s.fingerprint().to_string(),
+                    lengths: s.lengths().to_vec(),
+                })
+                .collect()
+        };
         let file = SetFile {
             format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
+            format_version: if self.has_members() {
+                FORMAT_VERSION
+            } else {
+                1
+            },
             name: self.name.clone(),
             version: self.version,
             classes: self
                 .classes
                 .iter()
                 .map(|(name, c)| {
-                    let streams = c
-                        .codebook
-                        .streams()
-                        .iter()
-                        .map(|s| StreamFile { fingerprint: s.fingerprint().to_string(), lengths: s.lengths().to_vec() })
-                        .collect();
+                    let members = &c.family.members()[1..];
                     let cf = ClassFile {
                         dtype: c.codebook.dtype(),
                         layout: c.codebook.layout(),
                         version: c.version,
                         fingerprint: c.codebook.fingerprint().to_string(),
-                        streams,
+                        streams: stream_files(&c.codebook),
+                        family_fingerprint: (!members.is_empty())
+                            .then(|| c.family.fingerprint().to_string()),
+                        members: members
+                            .iter()
+                            .map(|m| MemberFile {
+                                fingerprint: m.fingerprint().to_string(),
+                                streams: stream_files(m),
+                            })
+                            .collect(),
                         provenance: c.provenance.clone(),
                     };
                     (name.clone(), cf)
@@ -209,21 +288,76 @@ impl CodebookSet {
         if file.format != FORMAT {
             return Err(CodebookError::Malformed(format!("`format` is `{}`, expected `{FORMAT}`", file.format)));
         }
-        if file.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&file.format_version) {
             return Err(CodebookError::Malformed(format!(
-                "format_version {} is not supported (this shuff reads version {FORMAT_VERSION})",
+                "format_version {} is not supported (this shuff reads versions 1 to {FORMAT_VERSION})",
                 file.format_version
             )));
         }
-        let mut set = CodebookSet { name: file.name, version: file.version, classes: BTreeMap::new() };
-        for (name, c) in file.classes {
-            let lengths: Vec<Vec<u8>> = c.streams.iter().map(|s| s.lengths.clone()).collect();
-            let book = Codebook::from_lengths(c.dtype, c.layout, &lengths).map_err(|e| in_class(&name, e))?;
-            check_fingerprint(&name, &c.fingerprint, book.fingerprint())?;
-            for (k, (s, code)) in c.streams.iter().zip(book.streams()).enumerate() {
-                check_fingerprint(&format!("{name}` stream `{k}"), &s.fingerprint, code.fingerprint())?;
+        let mut set = CodebookSet {
+            name: file.name,
+            version: file.version,
+            classes: BTreeMap::new(),
+        };
+        let book_of = |what: &str,
+                       fingerprint: &str,
+                       streams: &[StreamFile],
+                       dtype,
+                       layout|
+         -> Result<Codebook, CodebookError> {
+            let lengths: Vec<Vec<u8>> = streams.iter().map(|s| s.lengths.clone()).collect();
+            let book =
+                Codebook::from_lengths(dtype, layout, &lengths).map_err(|e| in_class(what, e))?;
+            check_fingerprint(what, fingerprint, book.fingerprint())?;
+            for (k, (s, code)) in streams.iter().zip(book.streams()).enumerate() {
+                check_fingerprint(
+                    &format!("{what}` stream `{k}"),
+                    &s.fingerprint,
+                    code.fingerprint(),
+                )?;
             }
-            set.classes.insert(name, ClassBook { codebook: Arc::new(book), version: c.version, provenance: c.provenance });
+            Ok(book)
+        };
+        for (name, c) in file.classes {
+            let mut books = vec![Arc::new(book_of(
+                &name,
+                &c.fingerprint,
+                &c.streams,
+                c.dtype,
+                c.layout,
+            )?)];
+            for (j, m) in c.members.iter().enumerate() {
+                books.push(Arc::new(book_of(
+                    &format!("{name}` member `{}", j + 1),
+                    &m.fingerprint,
+                    &m.streams,
+                    c.dtype,
+                    c.layout,
+                )?));
+            }
+            let family = Family::new(books)
+                .map_err(|e| CodebookError::Malformed(format!("class `{name}`: {e}")))?;
+            match &c.family_fingerprint {
+                Some(fp) => {
+                    check_fingerprint(&format!("{name}` family"), fp, family.fingerprint())?
+                }
+                None if c.members.is_empty() => {}
+                None => {
+                    return Err(CodebookError::Malformed(format!(
+                        "class `{name}` has members but no `family_fingerprint`"
+                    )))
+                }
+            }
+            let codebook = Arc::clone(&family.members()[0]);
+            set.classes.insert(
+                name,
+                ClassBook {
+                    codebook,
+                    family: Arc::new(family),
+                    version: c.version,
+                    provenance: c.provenance,
+                },
+            );
         }
         Ok(set)
     }
@@ -232,7 +366,8 @@ impl CodebookSet {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
-        out.push(BINARY_VERSION);
+        let with_members = self.has_members();
+        out.push(if with_members { BINARY_VERSION } else { 2 });
         out.extend_from_slice(&self.version.to_le_bytes());
         push_name(&mut out, &self.name);
         out.extend_from_slice(&u32::try_from(self.classes.len()).expect("fewer than 2^32 classes").to_le_bytes());
@@ -242,12 +377,14 @@ impl CodebookSet {
             out.extend_from_slice(&[b.dtype().id(), b.layout().id()]);
             out.extend_from_slice(&c.version.to_le_bytes());
             out.push(b.streams().len() as u8);
-            for s in b.streams() {
-                for pair in s.lengths().chunks_exact(2) {
-                    out.push((pair[0] - 1) | ((pair[1] - 1) << 4));
+            push_code(&mut out, b);
+            if with_members {
+                let members = &c.family.members()[1..];
+                out.push(members.len() as u8);
+                for m in members {
+                    push_code(&mut out, m);
                 }
             }
-            out.extend_from_slice(&b.fingerprint().0.to_le_bytes());
         }
         out
     }
@@ -269,8 +406,8 @@ impl CodebookSet {
             return Err(CodebookError::Malformed("not a binary codebook set (magic is not `SHCB`)".into()));
         }
         let v = r.u8()?;
-        if v != 1 && v != BINARY_VERSION {
-            return Err(CodebookError::Malformed(format!("binary format version {v} is not supported (this shuff reads 1 and {BINARY_VERSION})")));
+        if !(1..=BINARY_VERSION).contains(&v) {
+            return Err(CodebookError::Malformed(format!("binary format version {v} is not supported (this shuff reads 1 to {BINARY_VERSION})")));
         }
         r.wide = v >= 2;
         let version = r.u32()?;
@@ -284,20 +421,28 @@ impl CodebookSet {
                 Layout::from_id(r.u8()?).ok_or_else(|| CodebookError::Malformed(format!("class `{class}`: unknown layout id")))?;
             let cversion = r.u32()?;
             let streams = r.u8()?;
-            let mut lengths = Vec::new();
-            for _ in 0..streams {
-                let packed = r.take(128)?;
-                lengths.push(packed.iter().flat_map(|&b| [(b & 15) + 1, (b >> 4) + 1]).collect::<Vec<u8>>());
+            let mut books = vec![Arc::new(r.code(&class, dtype, layout, streams)?)];
+            if v >= 3 {
+                for _ in 0..r.u8()? {
+                    books.push(Arc::new(r.code(&class, dtype, layout, streams)?));
+                }
             }
-            let book = Codebook::from_lengths(dtype, layout, &lengths).map_err(|e| in_class(&class, e))?;
-            let stored = Fingerprint(u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")));
-            if stored != book.fingerprint() {
-                return Err(CodebookError::FingerprintMismatch { class, stored, computed: book.fingerprint() });
-            }
+            let family = Family::new(books)
+                .map_err(|e| CodebookError::Malformed(format!("class `{class}`: {e}")))?;
             if set.classes.contains_key(&class) {
                 return Err(CodebookError::Malformed(format!("class `{class}` appears twice")));
             }
-            set.classes.insert(class, ClassBook { codebook: Arc::new(book), version: cversion, provenance: Provenance::default() });
+            let codebook = Arc::clone(&family.members()[0]);
+            let provenance = Provenance::default();
+            set.classes.insert(
+                class,
+                ClassBook {
+                    codebook,
+                    family: Arc::new(family),
+                    version: cversion,
+                    provenance,
+                },
+            );
         }
         if r.pos != bytes.len() {
             return Err(CodebookError::Malformed(format!("{} trailing bytes after the last class", bytes.len() - r.pos)));
@@ -322,20 +467,65 @@ impl CodebookSet {
             let _ = writeln!(h, "/* class `{name}`: dtype {}, layout {}, {} stream(s) */", b.dtype(), b.layout(), n);
             let _ = writeln!(h, "#define SHUFF_{}_FINGERPRINT 0x{}ULL", id.to_uppercase(), b.fingerprint());
             let _ = writeln!(h, "#define SHUFF_{}_STREAMS {n}", id.to_uppercase());
-            let _ = writeln!(h, "#define SHUFF_{}_MAX_LEN {}", id.to_uppercase(), b.max_len());
-            for (table, ty) in [("code", "uint16_t"), ("len", "uint8_t")] {
-                let _ = writeln!(h, "static const {ty} shuff_{id}_{table}[{n}][256] = {{");
-                for s in b.streams() {
-                    let vals: Vec<String> = (0..256)
-                        .map(|i| if table == "code" { format!("0x{:04x}", s.codes()[i]) } else { s.lengths()[i].to_string() })
-                        .collect();
-                    let _ = writeln!(h, "  {{");
-                    for row in vals.chunks(16) {
-                        let _ = writeln!(h, "    {},", row.join(", "));
-                    }
-                    let _ = writeln!(h, "  }},");
+            let _ = writeln!(
+                h,
+                "#define SHUFF_{}_MAX_LEN {}",
+                id.to_uppercase(),
+                b.max_len()
+            );
+            // A family's further members: frames name the member per stream (docs/FORMAT.md) and
+            // carry the family's fingerprint instead of the codebook's.
+            let members = c.family.members();
+            let _ = writeln!(
+                h,
+                "#define SHUFF_{}_MEMBERS {}",
+                id.to_uppercase(),
+                members.len()
+            );
+            let _ = writeln!(
+                h,
+                "#define SHUFF_{}_FAMILY_FINGERPRINT 0x{}ULL",
+                id.to_uppercase(),
+                c.family.fingerprint()
+            );
+            for (j, m) in members.iter().enumerate() {
+                let name = if j == 0 {
+                    id.clone()
+                } else {
+                    format!("{id}_member{j}")
+                };
+                if j > 0 {
+                    let made = c
+                        .provenance
+                        .members
+                        .get(j)
+                        .map_or(String::new(), |m| format!(": {}", m.replace("*/", "* /")));
+                    let _ = writeln!(
+                        h,
+                        "/* member {j} of `{}`{made} */",
+                        name.replace("*/", "* /")
+                    );
                 }
-                let _ = writeln!(h, "}};");
+                for (table, ty) in [("code", "uint16_t"), ("len", "uint8_t")] {
+                    let _ = writeln!(h, "static const {ty} shuff_{name}_{table}[{n}][256] = {{");
+                    for s in m.streams() {
+                        let vals: Vec<String> = (0..256)
+                            .map(|i| {
+                                if table == "code" {
+                                    format!("0x{:04x}", s.codes()[i])
+                                } else {
+                                    s.lengths()[i].to_string()
+                                }
+                            })
+                            .collect();
+                        let _ = writeln!(h, "  {{");
+                        for row in vals.chunks(16) {
+                            let _ = writeln!(h, "    {},", row.join(", "));
+                        }
+                        let _ = writeln!(h, "  }},");
+                    }
+                    let _ = writeln!(h, "}};");
+                }
             }
             h.push('\n');
         }
@@ -357,6 +547,16 @@ fn check_fingerprint(what: &str, stored: &str, computed: Fingerprint) -> Result<
         return Err(CodebookError::FingerprintMismatch { class: what.to_string(), stored: parsed, computed });
     }
     Ok(())
+}
+
+/// A codebook's streams as 4-bit `length − 1`, then its fingerprint.
+fn push_code(out: &mut Vec<u8>, b: &Codebook) {
+    for s in b.streams() {
+        for pair in s.lengths().chunks_exact(2) {
+            out.push((pair[0] - 1) | ((pair[1] - 1) << 4));
+        }
+    }
+    out.extend_from_slice(&b.fingerprint().0.to_le_bytes());
 }
 
 fn push_name(out: &mut Vec<u8>, name: &str) {
@@ -440,6 +640,38 @@ impl<'a> ByteReader<'a> {
         let n = if self.wide { self.u32()? as usize } else { usize::from(self.u8()?) };
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CodebookError::Malformed("a name is not UTF-8".into()))
     }
+    /// One code of `streams` streams and its fingerprint (see the module docs), checked.
+    fn code(
+        &mut self,
+        class: &str,
+        dtype: DType,
+        layout: Layout,
+        streams: u8,
+    ) -> Result<Codebook, CodebookError> {
+        let mut lengths = Vec::new();
+        for _ in 0..streams {
+            let packed = self.take(128)?;
+            lengths.push(
+                packed
+                    .iter()
+                    .flat_map(|&b| [(b & 15) + 1, (b >> 4) + 1])
+                    .collect::<Vec<u8>>(),
+            );
+        }
+        let book =
+            Codebook::from_lengths(dtype, layout, &lengths).map_err(|e| in_class(class, e))?;
+        let stored = Fingerprint(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ));
+        if stored != book.fingerprint() {
+            return Err(CodebookError::FingerprintMismatch {
+                class: class.to_string(),
+                stored,
+                computed: book.fingerprint(),
+            });
+        }
+        Ok(book)
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +748,93 @@ mod tests {
         assert_eq!(old.codebook("weight").unwrap().fingerprint(), book.fingerprint());
     }
 
+    fn set_with_a_family() -> CodebookSet {
+        let mut set = sample_set();
+        let base = Arc::new(
+            Codebook::from_distributions(DType::Bf16, Layout::Exponent, &[skew(3), skew(120)], 16)
+                .unwrap(),
+        );
+        let family = Family::exponent_shift(Arc::clone(&base), &[-1, 2]);
+        let prov = Provenance {
+            members: vec!["class".into(), "shift -1".into(), "shift +2".into()],
+            ..Default::default()
+        };
+        set.insert_family("grad", family, prov);
+        set
+    }
+
+    fn skew(center: u8) -> crate::stats::Distribution {
+        let data: Vec<u8> = (0..4000u32)
+            .map(|i| center.wrapping_add((i % 13) as u8 * (i % 3) as u8))
+            .collect();
+        Histogram::of(&data).distribution().unwrap()
+    }
+
+    #[test]
+    fn families_round_trip_in_both_forms_and_sets_without_keep_the_old_versions() {
+        let set = set_with_a_family();
+        let json = set.to_json();
+        assert!(
+            json.contains("\"format_version\": 2") && json.contains("\"family_fingerprint\""),
+            "{json}"
+        );
+        let bytes = set.to_bytes();
+        assert_eq!(bytes[4], 3);
+        for back in [
+            CodebookSet::from_json(&json).unwrap(),
+            CodebookSet::from_bytes(&bytes).unwrap(),
+        ] {
+            let (f, g) = (back.family("grad").unwrap(), set.family("grad").unwrap());
+            assert_eq!(f.members().len(), 3);
+            assert_eq!(f.fingerprint(), g.fingerprint());
+            assert_eq!(
+                back.codebook("grad").unwrap().fingerprint(),
+                g.members()[0].fingerprint()
+            );
+            assert_eq!(back.find_fingerprint(g.fingerprint()).unwrap().0, "grad");
+            // Classes without members are families of one, fingerprinted as their codebook.
+            assert_eq!(
+                back.family("weight").unwrap().fingerprint(),
+                back.codebook("weight").unwrap().fingerprint()
+            );
+        }
+        assert_eq!(
+            CodebookSet::from_json(&json)
+                .unwrap()
+                .get("grad")
+                .unwrap()
+                .provenance
+                .members[2],
+            "shift +2"
+        );
+        for cut in 0..bytes.len() {
+            assert!(CodebookSet::from_bytes(&bytes[..cut]).is_err());
+        }
+        // Without members: the versions every earlier reader reads.
+        let plain = sample_set();
+        assert!(plain.to_json().contains("\"format_version\": 1"));
+        assert_eq!(plain.to_bytes()[4], 2);
+        // A damaged member or family fingerprint is refused with a reason.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["classes"]["grad"]["family_fingerprint"] = "0000000000000001".into();
+        assert!(matches!(
+            CodebookSet::from_json(&v.to_string()).unwrap_err(),
+            CodebookError::FingerprintMismatch { .. }
+        ));
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["classes"]["grad"]["members"][1]["streams"][1]["lengths"][7] = 1.into();
+        assert!(CodebookSet::from_json(&v.to_string()).is_err());
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["classes"]["grad"]
+            .as_object_mut()
+            .unwrap()
+            .remove("family_fingerprint");
+        assert!(CodebookSet::from_json(&v.to_string())
+            .unwrap_err()
+            .to_string()
+            .contains("family_fingerprint"));
+    }
+
     #[test]
     fn damaged_files_give_reasons() {
         let json = sample_set().to_json();
@@ -566,5 +885,17 @@ mod tests {
         assert!(h.contains("static const uint8_t shuff_raw_len[1][256]"));
         assert!(h.contains("SHUFF_WEIGHT_FINGERPRINT 0x"));
         assert_eq!(h.matches("  {").count(), 6);
+        // A family's members follow its codebook, with the fingerprint its frames carry.
+        let set = set_with_a_family();
+        let h = set.to_c_header();
+        assert!(h.contains("#define SHUFF_GRAD_MEMBERS 3"));
+        assert!(h.contains(&format!(
+            "SHUFF_GRAD_FAMILY_FINGERPRINT 0x{}ULL",
+            set.family("grad").unwrap().fingerprint()
+        )));
+        assert!(
+            h.contains("static const uint8_t shuff_grad_member2_len[2][256]")
+                && h.contains("shift +2")
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Training codebooks from earlier batches, and the three-stage reference they are measured against.
 
 use crate::codebook::{Codebook, CodebookError};
+use crate::family::Family;
 use crate::huffman;
 use crate::layout::MisalignedTensor;
+use crate::members::{train_members, FamilyOptions, Message};
 use crate::set::{CodebookSet, Provenance};
 use crate::stats::{stream_histograms, Distribution, Histogram};
 use crate::{DType, Layout};
@@ -65,24 +67,40 @@ struct ClassStats {
     layout: Layout,
     /// Per batch (in batch order), per stream.
     batches: BTreeMap<u64, Vec<Histogram>>,
+    /// Every message added (one per [`Trainer::add`]), for training the family's members.
+    messages: Vec<Message>,
     sources: Vec<String>,
 }
 
 /// Accumulates per-batch histograms per class, then builds one codebook per class from the
-/// combination (by default the average) of the per-batch normalized distributions.
+/// combination (by default the average) of the per-batch normalized distributions, and the
+/// class's family: further members where they pay on held-out messages ([`crate::members`]).
 #[derive(Clone, Debug)]
 pub struct Trainer {
     max_len: u32,
     rule: Rule,
+    family: FamilyOptions,
     classes: BTreeMap<String, ClassStats>,
 }
 
 impl Trainer {
     /// A trainer for codes of at most `max_len` bits, using the paper's average rule; 0: each
     /// class's layout default ([`Layout::default_max_len`]: 12 for bytes, 16 for planes and
-    /// exponent), the default of `shuff train` and of Python's `shuff.Trainer`.
+    /// exponent), the default of `shuff train` and of Python's `shuff.Trainer`. Families are
+    /// trained with [`FamilyOptions::default`].
     pub fn new(max_len: u32) -> Self {
-        Trainer { max_len, rule: Rule::Average, classes: BTreeMap::new() }
+        Trainer {
+            max_len,
+            rule: Rule::Average,
+            family: FamilyOptions::default(),
+            classes: BTreeMap::new(),
+        }
+    }
+
+    /// Trains families with `options` ([`FamilyOptions::none`]: the class code alone).
+    pub fn with_family(mut self, options: FamilyOptions) -> Self {
+        self.family = options;
+        self
     }
 
     /// The same trainer building codes of at most `max_len` bits.
@@ -123,12 +141,16 @@ impl Trainer {
         hists: &[Histogram],
         source: &str,
     ) -> Result<(), TrainError> {
-        let c = self.classes.entry(class.to_string()).or_insert_with(|| ClassStats {
-            dtype,
-            layout,
-            batches: BTreeMap::new(),
-            sources: Vec::new(),
-        });
+        let c = self
+            .classes
+            .entry(class.to_string())
+            .or_insert_with(|| ClassStats {
+                dtype,
+                layout,
+                batches: BTreeMap::new(),
+                messages: Vec::new(),
+                sources: Vec::new(),
+            });
         if (c.dtype, c.layout) != (dtype, layout) || hists.len() != layout.stream_count(dtype) {
             return Err(TrainError::Mixed {
                 class: class.into(),
@@ -141,6 +163,12 @@ impl Trainer {
         let acc = c.batches.entry(batch).or_insert_with(|| vec![Histogram::new(); hists.len()]);
         for (a, h) in acc.iter_mut().zip(hists) {
             a.merge(h);
+        }
+        if !self.family.is_none() {
+            c.messages.push(Message {
+                batch,
+                hists: hists.to_vec(),
+            });
         }
         if !source.is_empty() && !c.sources.iter().any(|s| s == source) {
             c.sources.push(source.to_string());
@@ -169,11 +197,11 @@ impl Trainer {
             .collect()
     }
 
-    /// Builds the codebook of one class, with its provenance.
+    /// Builds the codebook of one class (member 0 of its family), with its provenance.
     pub fn build_class(&self, class: &str) -> Result<(Codebook, Provenance), TrainError> {
         let c = self.classes.get(class).ok_or_else(|| TrainError::Empty(class.into()))?;
         let dists = self.distributions(class)?;
-        let max_len = if self.max_len == 0 { c.layout.default_max_len() } else { self.max_len };
+        let max_len = self.max_len_for(c.layout);
         let book = Codebook::from_distributions(c.dtype, c.layout, &dists, max_len)?;
         let provenance = Provenance {
             trained_on: c.sources.clone(),
@@ -186,16 +214,55 @@ impl Trainer {
             created_by: concat!("shuff ", env!("CARGO_PKG_VERSION")).into(),
             selector: String::new(),
             order: 0,
+            members: Vec::new(),
         };
         Ok((book, provenance))
     }
 
-    /// Builds every class into a set named `name`.
+    fn max_len_for(&self, layout: Layout) -> u32 {
+        if self.max_len == 0 {
+            layout.default_max_len()
+        } else {
+            self.max_len
+        }
+    }
+
+    /// Builds the family of one class: its codebook as member 0, then the members that pay on
+    /// held-out messages ([`crate::members`]); the provenance names what made each member.
+    pub fn build_family(&self, class: &str) -> Result<(Family, Provenance), TrainError> {
+        let (book, mut provenance) = self.build_class(class)?;
+        let c = &self.classes[class];
+        let class_code: Vec<[u8; 256]> = book.streams().iter().map(|s| *s.lengths()).collect();
+        let (members, labels) = train_members(
+            c.dtype,
+            c.layout,
+            &class_code,
+            &c.messages,
+            self.rule,
+            self.max_len_for(c.layout),
+            &self.family,
+        )?;
+        let mut books = vec![std::sync::Arc::new(book)];
+        for m in &members[1..] {
+            let lengths: Vec<Vec<u8>> = m.iter().map(|l| l.to_vec()).collect();
+            books.push(std::sync::Arc::new(Codebook::from_lengths(
+                c.dtype, c.layout, &lengths,
+            )?));
+        }
+        if books.len() > 1 {
+            provenance.members = labels;
+        }
+        let family = Family::new(books)
+            .expect("members share the class's dtype and layout, at most MAX_MEMBERS");
+        Ok((family, provenance))
+    }
+
+    /// Builds every class's family into a set named `name`.
     pub fn build(&self, name: &str) -> Result<CodebookSet, TrainError> {
         let mut set = CodebookSet::new(name);
         for class in self.classes.keys() {
-            let (book, provenance) = self.build_class(class)?;
-            set.insert(class.clone(), book, provenance);
+            let (family, provenance) = self.build_family(class)?;
+            set.insert_family(class.clone(), family, provenance);
         }
         Ok(set)
     }
