@@ -15,7 +15,7 @@ fn main() {
             for which in 0..4u8 {
                 let frame = match which {
                     2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts).unwrap(),
-                    3 => family().encode(tensor, opts, Some([0, 2, 0, 0])).unwrap(),
+                    3 => family().encode(tensor, opts, Some([0, 15, 0, 0])).unwrap(),
                     b => encode(&books()[usize::from(b)], tensor, opts).unwrap(),
                 };
                 let mut seed = vec![which];

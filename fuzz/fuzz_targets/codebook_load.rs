@@ -21,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
     for (name, class) in set.classes() {
         let book = &class.codebook;
         assert_eq!(again.codebook(name).expect("same classes").fingerprint(), book.fingerprint());
+        assert_eq!(again.family(name).expect("same classes").fingerprint(), class.family.fingerprint());
         let size = book.dtype().size();
         let tensor = &sample()[..sample().len().min(4096) / size * size];
         let frame = encode(book, tensor, EncodeOptions::default()).expect("whole elements");
         assert_eq!(decode(book, &frame).expect("own frame decodes"), tensor);
+        // And with the family, through its last member (every stream).
+        let last = (class.family.members().len() - 1) as u8;
+        let frame = class.family.encode(tensor, EncodeOptions::default(), Some([last; shuff::frame::MAX_STREAMS])).expect("whole elements");
+        let mut out = vec![0u8; tensor.len()];
+        class.family.decode_into(&frame, &mut out).expect("own family frame decodes");
+        assert_eq!(out, tensor);
     }
 });

@@ -34,8 +34,12 @@ pub fn books() -> &'static [Codebook; 2] {
     })
 }
 
-/// The exponent codebook's shift family (members: itself, −1, +1 exponent steps).
+/// A family of the largest size a frame can name (16): the exponent codebook and its shifts by
+/// −7…+8 exponent steps, so that frames may name every member index.
 pub fn family() -> &'static shuff::Family {
     static FAMILY: OnceLock<shuff::Family> = OnceLock::new();
-    FAMILY.get_or_init(|| shuff::Family::exponent_shift(std::sync::Arc::new(books()[1].clone()), &[-1, 1]))
+    FAMILY.get_or_init(|| {
+        let steps: Vec<i32> = (-7..=8).filter(|&s| s != 0).collect();
+        shuff::Family::exponent_shift(std::sync::Arc::new(books()[1].clone()), &steps)
+    })
 }

@@ -50,11 +50,13 @@ class Profiler:
     sink: also called as sink("CLASS.KIND", tensor) with each tensor (after the cast), e.g. to keep
         the tensors of later steps for measurement.
     count: False to only feed `sink` (no histograms).
+    family: codebook families, as `shuff train --family`: `auto` (members where they pay on held-out
+        messages), `shift`, `cluster` or `none` (one codebook per class).
     """
 
     def __init__(self, model: torch.nn.Module, classes: dict[str, str] | None = None, *, layouts: Iterable[str] = ("bytes", "exponent"),
                  cast: torch.dtype | None = None, kinds: Iterable[str] = KINDS, max_len: int | None = None,
-                 sink: Callable[[str, torch.Tensor], None] | None = None, count: bool = True):
+                 sink: Callable[[str, torch.Tensor], None] | None = None, count: bool = True, family: str = "auto"):
         self.layouts = tuple(layouts) if count else ()
         self.sink = sink
         self.cast = cast
@@ -62,7 +64,7 @@ class Profiler:
         unknown = self.kinds - set(KINDS)
         if unknown:
             raise ValueError(f"unknown kinds {sorted(unknown)} (expected {KINDS})")
-        self._trainers = {layout: Trainer(max_len) for layout in self.layouts}
+        self._trainers = {layout: Trainer(max_len, family=family) for layout in self.layouts}
         self._batch = 0
         self._handles: list = []
         patterns = {name: re.compile(rx) for name, rx in (classes or {}).items()}
@@ -121,7 +123,8 @@ class Profiler:
         self._batch += 1
 
     def codebooks(self, layout: str = "exponent", name: str = "profiled") -> CodebookSet:
-        """One codebook per (class, kind) from the average of the per-batch distributions."""
+        """One codebook family per (class, kind): the codebook from the average of the per-batch
+        distributions, and the members the profiler's `family` adds."""
         if layout not in self._trainers:
             raise ValueError(f"layout {layout!r} was not profiled (profiled: {self.layouts})")
         trainer = self._trainers[layout]

@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::Serialize;
 use shuff::stats::{stream_histograms, Distribution, Histogram};
 use shuff::train::three_stage;
+use shuff::suggest::{as_train_arguments, suggest_classes, TensorSummary};
 use shuff::{huffman, Codebook, CodebookSet, DType, FamilyOptions, Layout, Trainer};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -122,6 +123,10 @@ pub struct Report {
     pub trained_on: Vec<String>,
     pub held_out: String,
     pub layouts: Vec<LayoutReport>,
+    /// Classes that fit the data (`shuff::suggest`), from every tensor of every step.
+    pub suggested_classes: Vec<shuff::suggest::SuggestedClass>,
+    /// The same as `--class/--match` arguments for `shuff train`.
+    pub suggested_train_arguments: String,
     pub seconds: f64,
 }
 
@@ -175,9 +180,21 @@ pub fn analyze(
     // Per layout: every tensor's histograms, one file at a time.
     let mut stats: Vec<Vec<TensorStats>> = layouts.iter().map(|_| Vec::new()).collect();
     let mut held_out: Option<TensorFile> = None;
+    // Every tensor, whatever --group says, summed over steps: for the class suggestions.
+    let mut summaries: BTreeMap<String, TensorSummary> = BTreeMap::new();
     for (step, path) in inputs.iter().enumerate() {
         let file = TensorFile::open(path)?;
         file.for_each_group(None, |tensors| {
+            let counted: Vec<(String, DType, Vec<Histogram>)> = tensors
+                .par_iter()
+                .map(|t| Ok((t.name.clone(), t.dtype, stream_histograms(t.dtype, layouts[0], &t.data).with_context(|| format!("tensor `{}`", t.name))?)))
+                .collect::<Result<_>>()?;
+            for (name, dtype, hists) in counted {
+                let s = summaries.entry(name.clone()).or_insert_with(|| TensorSummary { name, dtype, hists: vec![Histogram::new(); hists.len()] });
+                if s.dtype == dtype && s.hists.len() == hists.len() {
+                    s.hists.iter_mut().zip(&hists).for_each(|(a, h)| a.merge(h));
+                }
+            }
             for (li, &layout) in layouts.iter().enumerate() {
                 let mut part: Vec<TensorStats> = tensors
                     .par_iter()
@@ -326,11 +343,15 @@ pub fn analyze(
         crate::write_atomic(&out_dir.join(format!("book-{layout}.json")), set.to_json().as_bytes())?;
         reports.push(LayoutReport { layout: layout.to_string(), classes: class_reports, total: (total, total.percent()) });
     }
+    let summaries: Vec<TensorSummary> = summaries.into_values().collect();
+    let suggested_classes = suggest_classes(&summaries);
     let report = Report {
         inputs: inputs.iter().map(|p| p.display().to_string()).collect(),
         trained_on: inputs[..last].iter().map(|p| p.display().to_string()).collect(),
         held_out: inputs[last].display().to_string(),
         layouts: reports,
+        suggested_train_arguments: as_train_arguments(&suggested_classes),
+        suggested_classes,
         seconds: started.elapsed().as_secs_f64(),
     };
     crate::write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -380,6 +401,18 @@ fn markdown(r: &Report) -> String {
         }
         writeln!(s, "{t}").unwrap();
     }
+    s.push_str(&suggestions(r));
+    s
+}
+
+/// The suggested classes, as a table and as arguments to paste into `shuff train`.
+pub fn suggestions(r: &Report) -> String {
+    let mut s = String::from("\n## Suggested classes\n\nName patterns with the numbers taken out, split where a number names different kinds and merged where kinds are alike (`shuff::suggest`):\n\n");
+    let mut t = crate::table::new(&["class", "dtype", "tensors", "bytes", "selector"], 2);
+    for c in &r.suggested_classes {
+        t.add_row(vec![c.name.clone(), c.dtype.to_string(), c.tensors.to_string(), c.bytes.to_string(), c.selector.clone()]);
+    }
+    writeln!(s, "{t}\n\n    shuff train --layout exponent \\\n    {} \\\n    -o book.json STEP…", r.suggested_train_arguments).unwrap();
     s
 }
 

@@ -397,6 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = analyze::analyze(&inputs, &naming, &layouts, &family, &output)?;
             println!("{}", analyze::table(&report));
+            println!("{}", analyze::suggestions(&report));
             eprintln!("analyzed {} steps in {:.1} s; wrote {}/report.html, report.json, report.md", inputs.len(), report.seconds, output.display());
             Ok(())
         }

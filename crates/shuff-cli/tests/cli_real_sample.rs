@@ -281,6 +281,22 @@ fn analyze_matches_eval_exactly_and_writes_a_report() {
     // Per layout: 3 summary plots; per class: 3 heatmaps, a distribution plot, a code-length plot.
     assert_eq!(html.matches("<svg").count(), 2 * (3 + 6 * 5));
     assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("drift and code length"));
+    // Suggested classes: the numbers that name layers and shards are taken out, those that name
+    // different kinds of activation (ffn1 vs ffn2) kept; pasted into train, they select every tensor.
+    let suggested = report["suggested_classes"].as_array().unwrap();
+    let names: Vec<&str> = suggested.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"layer#.ffn1_act.x.shard#") && names.contains(&"layer#.ffn2_act.x.shard#"), "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("layer1") && !n.contains("shard0")), "{names:?}");
+    assert!(table.contains("--class 'layer#.ffn1_act.x.shard#' --match '^layer\\d+\\.ffn1_act\\.x\\.shard\\d+$'"), "{table}");
+    let book = tmp("suggested.json");
+    let mut train = vec!["train".to_string(), "--layout".into(), "exponent".into(), "-o".into(), book.display().to_string()];
+    for c in suggested {
+        train.extend(["--class".into(), c["name"].as_str().unwrap().to_string(), "--match".into(), c["selector"].as_str().unwrap().to_string()]);
+    }
+    train.extend((0..4).map(sample));
+    let (ok, _, err) = shuff(&train.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert_eq!(eval_json_with(&book, &[])["tensors"].as_array().unwrap().len(), 128, "every tensor of the held-out step has a class");
 }
 
 #[test]

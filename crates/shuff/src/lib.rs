@@ -48,6 +48,7 @@ pub mod device;
 pub mod encode;
 pub mod family;
 pub mod members;
+pub mod suggest;
 pub use family::{Family, FamilyEncodeError, FamilyError};
 pub use members::FamilyOptions;
 pub mod frame;
