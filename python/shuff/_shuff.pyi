@@ -42,6 +42,9 @@ class Family:
     def layout(self) -> str: ...
     def choose(self, data: Any, stride: int = 17) -> list[int]:
         """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest."""
+    def drift(self, counts: list[list[int]], threshold_pp: float = 1.0) -> tuple[float, bool]:
+        """(excess over the counts' entropy in pp of compressibility, whether above `threshold_pp`),
+        each stream under the member the encoder would pick."""
     def choose_from_counts(self, counts: list[list[int]]) -> list[int]:
         """`choose` from per-stream symbol counts counted elsewhere (the GPU coder's sample)."""
     def device_tables(self, members: list[int]) -> bytes: ...
@@ -70,6 +73,8 @@ class CodebookSet:
         there is none)."""
     def family(self, cls: str) -> Family:
         """The codebook family of class `cls`: what encoders of the class use."""
+    def updated_with(self, newer: CodebookSet) -> CodebookSet:
+        """This set with `newer`'s classes put in (replaced or added; versions bumped)."""
     def members_made_by(self, cls: str) -> list[str]:
         """What made each member of `cls`'s family (`class`, `shift -1`, `cluster 2`, …)."""
     @property

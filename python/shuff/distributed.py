@@ -176,6 +176,92 @@ class LearnedBook:
             self.learner = SharedTrainer(self.layout, self.group) if self.refresh_every else None
 
 
+class Refresh:
+    """A codebook set for the collectives below that keeps up with the data (beyond the paper):
+    pass it as `book=` where a CodebookSet goes.
+
+    Every rank counts the symbols of what it sends. Every `every` calls the ranks decide together
+    whether to switch: always, or — with `drift_pp` — only when on some rank the set has fallen
+    more than `drift_pp` points of compressibility behind the data it sent since the last check
+    (`Family.drift`: the DriftMonitor's excess over the data's entropy; one all-reduce of a single
+    number). To switch, they sum their counts (`SharedTrainer`: one all-reduce of a few KiB per
+    class) and each builds the identical next set, families included, switching at the same call;
+    classes not sent since the last check keep their codes. No codebook travels. A rank that did
+    not switch is caught by the fingerprint check every compressed call makes (ShuffError on every
+    rank). Every rank must make the same calls.
+
+        book = sd.Refresh(shuff.CodebookSet.load("book.json"), every=50, drift_pp=0.5)
+        sd.all_gather(out, t, book=book, cls="act")
+    """
+
+    def __init__(self, book: CodebookSet, *, every: int = 100, drift_pp: float | None = None,
+                 group: dist.ProcessGroup | None = None, name: str = "refreshed") -> None:
+        if every < 1:
+            raise ShuffError("every must be at least 1 call")
+        if not len(book):
+            raise ShuffError("give a codebook set with at least one class to start from")
+        self.current = book
+        self.every, self.drift_pp, self.group, self.name = every, drift_pp, group, name
+        self.layout = book.codebook(book.classes()[0]).layout
+        self.calls = 0
+        self.checks = 0
+        self.refreshes = 0
+        # The worst drift (pp) any rank saw at the last check.
+        self.last_drift_pp: float | None = None
+        self._learner = SharedTrainer(self.layout, group)
+
+    # What the collectives use of a CodebookSet: the current set's.
+    def family(self, cls: str):
+        return self.current.family(cls)
+
+    def codebook(self, cls: str):
+        return self.current.codebook(cls)
+
+    def classes(self) -> list[str]:
+        return self.current.classes()
+
+    @property
+    def fingerprint(self) -> int:
+        return self.current.fingerprint
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+    def _count(self, cls: str, tensors: Sequence[torch.Tensor]) -> None:
+        for t in tensors:
+            self._learner.count(cls, t.detach().cpu() if t.device.type == "cuda" else t.detach())
+
+    def _local_drift(self) -> float:
+        """The worst excess (pp) of the current set over what this rank sent since the last check."""
+        totals: dict[str, list[list[int]]] = {}
+        for step in self._learner._steps:
+            for cls, (_dtype, counts) in step.items():
+                acc = totals.setdefault(cls, [[0] * 256 for _ in counts])
+                for a, c in zip(acc, counts):
+                    for i, n in enumerate(c):
+                        a[i] += n
+        known = set(self.current.classes())
+        return max((self.current.family(c).drift(counts)[0] for c, counts in totals.items() if c in known), default=0.0)
+
+    def _end_call(self) -> None:
+        self.calls += 1
+        self._learner.end_step()
+        if self.calls % self.every:
+            return
+        self.checks += 1
+        due = True
+        if self.drift_pp is not None:
+            worst = torch.tensor([self._local_drift()], dtype=torch.float64, device=_control_device(self.group))
+            dist.all_reduce(worst, op=dist.ReduceOp.MAX, group=self.group)
+            self.last_drift_pp = float(worst.item())
+            due = self.last_drift_pp > self.drift_pp
+        if due:
+            learned = self._learner.build(f"{self.name}-call{self.calls}")
+            self.current = self.current.updated_with(learned)
+            self.refreshes += 1
+        self._learner = SharedTrainer(self.layout, self.group)
+
+
 def check_codebooks(book: CodebookSet, group: dist.ProcessGroup | None = None) -> None:
     """Raises ShuffError on every rank unless all ranks of `group` hold the same codebook set.
     The collectives do this on every call, folded into their size exchange."""
@@ -362,12 +448,21 @@ def _record(original: int, sent: int, compressed: bool) -> None:
         t.compressed_calls += compressed
 
 
-def _run(kind: str, compress: bool | str, group, nbytes: int, book: CodebookSet | None, compressed_fn, plain_fn, cuda: bool = False,
-         key_bytes: int | None = None) -> None:
+def _run(kind: str, compress: bool | str, group, nbytes: int, book: CodebookSet | Refresh | None, compressed_fn, plain_fn, cuda: bool = False,
+         key_bytes: int | None = None, cls: str = "", sent: Sequence[torch.Tensor] = ()) -> None:
     """Runs the compressed or the plain form of a collective of `nbytes` bytes from this rank
-    (the policy's size class is that of `key_bytes` where given)."""
+    (the policy's size class is that of `key_bytes` where given); a `Refresh` book counts what is
+    `sent` as class `cls` and may switch sets after the call."""
     if book is None and compress is not False:
         raise ShuffError(f"{kind}: give a codebook set (book=...), or compress=False")
+    if isinstance(book, Refresh):
+        book._count(cls, sent)
+    _run_once(kind, compress, group, nbytes, compressed_fn, plain_fn, cuda, key_bytes)
+    if isinstance(book, Refresh):
+        book._end_call()
+
+
+def _run_once(kind: str, compress: bool | str, group, nbytes: int, compressed_fn, plain_fn, cuda: bool, key_bytes: int | None) -> None:
     if compress == "auto":
         key = _policy.key(group, kind, nbytes if key_bytes is None else key_bytes)
         use, measure = _policy.choose(key)
@@ -399,7 +494,7 @@ def all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group: dis
     False (torch's own all_gather)."""
     _run("all_gather", compress, group, tensor.numel() * tensor.element_size(), book,
          lambda: _all_gather(tensor_list, tensor, group, book, cls), lambda: dist.all_gather(tensor_list, tensor, group=group),
-         cuda=tensor.device.type == "cuda")
+         cuda=tensor.device.type == "cuda", cls=cls, sent=[tensor])
 
 
 def _all_gather(tensor_list: list[torch.Tensor], tensor: torch.Tensor, group, book: CodebookSet, cls: str) -> None:
@@ -451,7 +546,7 @@ def all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[t
     _run("all_to_all", compress, group, _nbytes(input_tensor_list), book,
          lambda: _all_to_all(output_tensor_list, input_tensor_list, group, book, cls),
          lambda: dist.all_to_all(output_tensor_list, list(input_tensor_list), group=group),
-         cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda", key_bytes=0)
+         cuda=bool(input_tensor_list) and input_tensor_list[0].device.type == "cuda", key_bytes=0, cls=cls, sent=input_tensor_list)
 
 
 def _all_to_all(output_tensor_list: list[torch.Tensor], input_tensor_list: list[torch.Tensor], group, book: CodebookSet, cls: str) -> None:

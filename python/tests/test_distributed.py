@@ -114,6 +114,62 @@ def test_collectives_are_bit_exact_on_four_gloo_ranks(layout):
     mp.spawn(worker, args=(free_port(), layout), nprocs=WS, join=True)
 
 
+def refresh_worker(rank: int, port: int) -> None:
+    """Online refresh on real steps: activation gradients, frozen set from step 0, 8 calls over
+    steps 1-4."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WS)
+    steps = [step_tensors(s) for s in range(5)]
+    grad = lambda s, l: torch.cat([s[f"layer{l}.ffn1_act_grad.x.shard{k}"] for k in (2 * rank, 2 * rank + 1)], 1)  # noqa: E731
+    # The same set on every rank: all of step 0's shards.
+    frozen = book_for({"g": [steps[0][f"layer{l}.ffn1_act_grad.x.shard{k}"] for l in (1, 4) for k in range(8)]}, "exponent")
+    calls = [(s, l) for s in range(1, 5) for l in (1, 4)]
+
+    def run(book) -> int:
+        """Bytes all ranks sent over the calls; every output bit-exact against torch's."""
+        with sd.Traffic().recording() as traffic:
+            for s, l in calls:
+                mine = grad(steps[s], l)
+                got, ref = [torch.empty_like(mine) for _ in range(WS)], [torch.empty_like(mine) for _ in range(WS)]
+                sd.all_gather(got, mine, book=book, cls="g", compress=True)
+                dist.all_gather(ref, mine)
+                assert all(same_bits(g, r) for g, r in zip(got, ref)), f"refreshing all_gather differs at step {s}"
+        total = torch.tensor([traffic.sent, traffic.original])
+        dist.all_reduce(total)
+        return int(total[0]), int(total[1])
+
+    sent_frozen, original = run(frozen)
+    every = sd.Refresh(frozen, every=2)
+    sent_refresh, _ = run(every)
+    assert (every.calls, every.checks, every.refreshes) == (8, 4, 4)
+    fingerprints = [None] * WS
+    dist.all_gather_object(fingerprints, every.fingerprint)
+    assert len(set(fingerprints)) == 1 and fingerprints[0] != frozen.fingerprint, "every rank built the same new set"
+    # DriftMonitor as the trigger: a threshold no drift reaches never refreshes (the frozen set's
+    # traffic to the byte); one every check passes refreshes as `every` does.
+    never = sd.Refresh(frozen, every=2, drift_pp=100.0)
+    assert run(never)[0] == sent_frozen and (never.checks, never.refreshes) == (4, 0) and never.last_drift_pp > 0
+    always = sd.Refresh(frozen, every=2, drift_pp=-1.0)
+    assert run(always)[0] == sent_refresh and always.refreshes == 4
+    if rank == 0:
+        print(f"\nrefresh on 4 ranks, 8 calls of activation gradients (steps 1-4), {original} bytes: frozen set "
+              f"(step 0) sent {sent_frozen}, refreshed every 2 calls {sent_refresh} "
+              f"({100 * (sent_frozen - sent_refresh) / original:+.2f} pp of the original); drift at the last check "
+              f"{never.last_drift_pp:.2f} pp")
+    # A rank that did not switch is caught by the fingerprint check: every rank gets the error.
+    if rank == 0:
+        every.current = frozen
+    mine = grad(steps[4], 1)
+    with pytest.raises(shuff.ShuffError, match="different codebook sets"):
+        sd.all_gather([torch.empty_like(mine) for _ in range(WS)], mine, book=every, cls="g", compress=True)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_refresh_switches_sets_together_and_stays_bit_exact():
+    mp.spawn(refresh_worker, args=(free_port(),), nprocs=WS, join=True)
+
+
 def order_worker(rank: int, port: int, ws: int) -> None:
     """The summation-order model behind reduce_scatter, against gloo itself, many sizes."""
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)

@@ -179,6 +179,17 @@ impl PyFamily {
         let hists = histograms_from_counts(&counts, k)?;
         Ok(self.inner.choose_from_histograms(&hists)[..k].to_vec())
     }
+    /// How far this family has fallen behind data with per-stream symbol `counts` (one list of 256
+    /// per stream, e.g. what a rank sent since its last check): (excess over the data's entropy in
+    /// percentage points of compressibility, whether it passes `threshold_pp`), each stream under
+    /// the member the encoder would pick (`shuff::select::DriftMonitor`).
+    #[pyo3(signature = (counts, threshold_pp=1.0))]
+    fn drift(&self, counts: Vec<Vec<u64>>, threshold_pp: f64) -> PyResult<(f64, bool)> {
+        let k = self.inner.layout().stream_count(self.inner.dtype());
+        let hists = histograms_from_counts(&counts, k)?;
+        let r = shuff::select::DriftMonitor { threshold_pp, ..Default::default() }.check_counts(&self.inner, &hists);
+        Ok((r.excess_pp, r.flagged))
+    }
     /// The device tables (`shuff::device`) for a frame whose stream `s` is coded by `members[s]`.
     fn device_tables<'py>(&self, py: Python<'py>, members: Vec<u8>) -> PyResult<Bound<'py, PyBytes>> {
         let books = self.member_books(&members)?;
@@ -323,6 +334,16 @@ impl PyCodebookSet {
             .get(cls)
             .map(|c| c.provenance.members.clone())
             .ok_or_else(|| self.no_class(cls))
+    }
+    /// This set with every class of `newer` put in (replacing the class of the same name, whose
+    /// version is bumped if its codes changed): a refresh that learned only some classes keeps the
+    /// others.
+    fn updated_with(&self, newer: &PyCodebookSet) -> PyCodebookSet {
+        let mut set = self.inner.clone();
+        for (name, c) in newer.inner.classes() {
+            set.insert_family(name, (*c.family).clone(), c.provenance.clone());
+        }
+        PyCodebookSet { inner: set }
     }
     /// Fingerprint of the whole set (FNV-1a over class names and family fingerprints): equal
     /// on two processes iff they code every class identically.

@@ -8,6 +8,7 @@
 //! MiniLM FFN1 activations, 0.2% at 17).
 
 use crate::codebook::Codebook;
+use crate::family::Family;
 use crate::layout::{self, MisalignedTensor};
 use crate::stats::{Distribution, Histogram};
 
@@ -90,22 +91,36 @@ impl DriftMonitor {
         let mut symbols = vec![0u8; data.len()];
         layout::to_symbols(book.dtype(), book.layout(), data, &mut symbols)?;
         let hists = sampled_histograms(book, &symbols, self.stride);
+        Ok(self.report(book.streams().iter().map(|s| s.lengths()).zip(&hists)))
+    }
+
+    /// Checks symbol counts taken elsewhere (per stream: e.g. what a rank sent since its last
+    /// check) against `family`, each stream under the member the encoder would pick for them.
+    pub fn check_counts(&self, family: &Family, hists: &[Histogram]) -> DriftReport {
+        let members = family.choose_from_histograms(hists);
+        let codes = (0..family.members()[0].streams().len()).map(|s| family.members()[usize::from(members[s])].streams()[s].lengths());
+        self.report(codes.zip(hists))
+    }
+
+    /// Entropy (Miller–Madow corrected) and coded length per symbol, averaged over the streams
+    /// that have symbols.
+    fn report<'a>(&self, streams: impl Iterator<Item = (&'a [u8; 256], &'a Histogram)>) -> DriftReport {
         let (mut entropy, mut coded, mut n) = (0.0, 0.0, 0.0);
-        for (s, h) in book.streams().iter().zip(&hists) {
+        for (lengths, h) in streams {
             if let Some(d) = h.distribution() {
                 // Miller–Madow: the plug-in entropy of a sample is biased low by about
                 // (distinct − 1) / (2 N ln 2) bits; without the correction a sampled message would
                 // show excess against its own codebook.
                 let bias = (h.distinct() as f64 - 1.0) / (2.0 * h.total() as f64 * std::f64::consts::LN_2);
                 entropy += d.entropy() + bias;
-                coded += Distribution::expected_length(&d, s.lengths());
+                coded += Distribution::expected_length(&d, lengths);
                 n += 1.0;
             }
         }
         let (entropy_bits, coded_bits) = if n > 0.0 { (entropy / n, coded / n) } else { (0.0, 0.0) };
         let excess_bits = coded_bits - entropy_bits;
         let excess_pp = excess_bits / 8.0 * 100.0;
-        Ok(DriftReport { entropy_bits, coded_bits, excess_bits, excess_pp, flagged: excess_pp > self.threshold_pp })
+        DriftReport { entropy_bits, coded_bits, excess_bits, excess_pp, flagged: excess_pp > self.threshold_pp }
     }
 }
 
