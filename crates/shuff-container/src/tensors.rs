@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use regex::Regex;
 use safetensors::tensor::Metadata;
 use safetensors::Dtype as StDtype;
-use shuff::auto::{build_codebook, plan_classes, provenance, sample_block_bytes, LayoutChooser, sample_stride, SAMPLE_TRAINS_FROM_BYTES};
+use shuff::auto::{build_family, plan_classes, sample_block_bytes, LayoutChooser, sample_stride, SAMPLE_TRAINS_FROM_BYTES};
 use shuff::stats::{stream_histograms, Histogram};
 use shuff::{ClassSelector, CodebookSet, DType, EncodeOptions, Family, FamilyEncodeError};
 use std::collections::{BTreeMap, HashMap};
@@ -242,8 +242,9 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
     }
     // Layouts, from a sample of blocks of each tensor (shuff::auto::sample_stride), classes in parallel; large
     // classes take their code from that sample too (shuff::auto::SAMPLE_TRAINS_FROM_BYTES).
-    // Per class: its layout, and its code's histograms when the sample is enough to train on.
-    type Sampled = Option<(shuff::Layout, Option<Vec<Histogram>>)>;
+    // Per class: its layout, and its code's histograms (and per tensor, for the family) when the
+    // sample is enough to train on.
+    type Sampled = Option<(shuff::Layout, Option<(Vec<Histogram>, Vec<Vec<Histogram>>)>)>;
     let sampled: BTreeMap<&str, Sampled> = members
         .par_iter()
         .map(|(&class, idx)| {
@@ -262,9 +263,10 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
                     chooser.add(&buf).map_err(|e| misaligned(t, e))?;
                     at = at.saturating_add(block * stride);
                 }
+                chooser.end_message();
             }
             let enough = chooser.sampled_bytes() >= SAMPLE_TRAINS_FROM_BYTES;
-            Ok((class, chooser.choose().map(|l| (l, enough.then(|| chooser.histograms(l).to_vec())))))
+            Ok((class, chooser.choose().map(|l| (l, enough.then(|| chooser.into_sample(l))))))
         })
         .collect::<Result<_, ContainerError>>()?;
     // Smaller classes: histograms of all their data in the chosen layout, a piece at a time.
@@ -281,12 +283,14 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
             Some(read.and_then(|()| stream_histograms(dtype, *layout, &buf).map(|h| (class, h)).map_err(|e| misaligned(t, e))))
         })
         .collect::<Result<_, _>>()?;
-    let mut hists: HashMap<&str, Vec<Histogram>> = HashMap::new();
+    // Per class: all its histograms, and per piece (the messages its family is trained on).
+    let mut hists: HashMap<&str, (Vec<Histogram>, Vec<Vec<Histogram>>)> = HashMap::new();
     for (class, h) in parts {
-        let acc = hists.entry(class).or_insert_with(|| vec![Histogram::new(); h.len()]);
-        for (a, h) in acc.iter_mut().zip(&h) {
+        let acc = hists.entry(class).or_insert_with(|| (vec![Histogram::new(); h.len()], Vec::new()));
+        for (a, h) in acc.0.iter_mut().zip(&h) {
             a.merge(h);
         }
+        acc.1.push(h);
     }
     let layouts: BTreeMap<&str, Option<shuff::Layout>> = sampled
         .into_iter()
@@ -300,11 +304,11 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
         .collect();
     let mut set = CodebookSet::new(name);
     for (class, idx) in &members {
-        let (Some(layout), Some(h)) = (layouts[class], hists.get(class)) else { continue };
+        let (Some(layout), Some((h, messages))) = (layouts[class], hists.remove(class)) else { continue };
         let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
-        let book = build_codebook(dtype, layout, h).map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))?;
-        let prov = provenance(&book, h, concat!("shuff ", env!("CARGO_PKG_VERSION")));
-        set.insert(*class, book, prov);
+        let (family, prov) = build_family(dtype, layout, &h, messages, concat!("shuff ", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))?;
+        set.insert_family(*class, family, prov);
     }
     let plan = plan.into_iter().map(|c| c.filter(|c| set.get(c).is_some())).collect();
     Ok((set, plan))

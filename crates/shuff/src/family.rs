@@ -122,7 +122,11 @@ impl Family {
             return Ok([0; MAX_STREAMS]);
         }
         // Only the sampled elements are gathered and split into streams (1/stride of the message).
-        let sample: Vec<u8> = data.chunks_exact(size).step_by(stride.max(1)).flatten().copied().collect();
+        let stride = stride.max(1);
+        let mut sample = Vec::with_capacity((data.len() / size).div_ceil(stride) * size);
+        for element in data.chunks_exact(size).step_by(stride) {
+            sample.extend_from_slice(element);
+        }
         let mut symbols = vec![0u8; sample.len()];
         layout::to_symbols(dtype, layout, &sample, &mut symbols)?;
         let k = layout.stream_count(dtype);

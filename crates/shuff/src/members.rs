@@ -28,7 +28,9 @@
 //! each recent mode serves them, and members cost nothing in the frame (a member index per stream
 //! is always there), only a little of the encoder's choosing time.
 
-use crate::codebook::{floored_weights, shift_exponent_lengths, CodebookError};
+use crate::codebook::{floored_weights, shift_exponent_lengths, Codebook, CodebookError};
+use crate::family::Family;
+use std::sync::Arc;
 use crate::frame::MAX_MEMBERS;
 use crate::huffman;
 use crate::stats::{Distribution, Histogram};
@@ -229,6 +231,21 @@ pub(crate) fn train_members(
         });
     }
     Ok((members, labels))
+}
+
+/// The family of `class_book` for `messages`: the class code as member 0, then the members that
+/// pay ([`train_members`]), and what made each (empty for a family of one).
+pub(crate) fn train_family(class_book: Codebook, messages: &[Message], rule: Rule, max_len: u32, opts: &FamilyOptions) -> Result<(Family, Vec<String>), CodebookError> {
+    let (dtype, layout) = (class_book.dtype(), class_book.layout());
+    let class_code: Vec<Lengths> = class_book.streams().iter().map(|s| *s.lengths()).collect();
+    let (members, labels) = train_members(dtype, layout, &class_code, messages, rule, max_len, opts)?;
+    let mut books = vec![Arc::new(class_book)];
+    for m in &members[1..] {
+        let lengths: Vec<Vec<u8>> = m.iter().map(|l| l.to_vec()).collect();
+        books.push(Arc::new(Codebook::from_lengths(dtype, layout, &lengths)?));
+    }
+    let labels = if books.len() > 1 { labels } else { Vec::new() };
+    Ok((Family::new(books).expect("members share the class's dtype and layout, at most MAX_MEMBERS"), labels))
 }
 
 /// Training and held-out messages: about half each, by a fixed pseudo-random draw per message

@@ -4,7 +4,7 @@ use crate::codebook::{Codebook, CodebookError};
 use crate::family::Family;
 use crate::huffman;
 use crate::layout::MisalignedTensor;
-use crate::members::{train_members, FamilyOptions, Message};
+use crate::members::{train_family, FamilyOptions, Message};
 use crate::set::{CodebookSet, Provenance};
 use crate::stats::{stream_histograms, Distribution, Histogram};
 use crate::{DType, Layout};
@@ -232,28 +232,8 @@ impl Trainer {
     pub fn build_family(&self, class: &str) -> Result<(Family, Provenance), TrainError> {
         let (book, mut provenance) = self.build_class(class)?;
         let c = &self.classes[class];
-        let class_code: Vec<[u8; 256]> = book.streams().iter().map(|s| *s.lengths()).collect();
-        let (members, labels) = train_members(
-            c.dtype,
-            c.layout,
-            &class_code,
-            &c.messages,
-            self.rule,
-            self.max_len_for(c.layout),
-            &self.family,
-        )?;
-        let mut books = vec![std::sync::Arc::new(book)];
-        for m in &members[1..] {
-            let lengths: Vec<Vec<u8>> = m.iter().map(|l| l.to_vec()).collect();
-            books.push(std::sync::Arc::new(Codebook::from_lengths(
-                c.dtype, c.layout, &lengths,
-            )?));
-        }
-        if books.len() > 1 {
-            provenance.members = labels;
-        }
-        let family = Family::new(books)
-            .expect("members share the class's dtype and layout, at most MAX_MEMBERS");
+        let (family, labels) = train_family(book, &c.messages, self.rule, self.max_len_for(c.layout), &self.family)?;
+        provenance.members = labels;
         Ok((family, provenance))
     }
 
