@@ -115,23 +115,11 @@ impl Family {
     /// element; 1 = exactly) in the fewest bits; ties go to the lower index. Use a stride coprime
     /// to the row width (a prime such as 17: see [`crate::select`]).
     pub fn choose(&self, data: &[u8], stride: usize) -> Result<[u8; MAX_STREAMS], MisalignedTensor> {
-        let (dtype, layout) = (self.dtype(), self.layout());
-        let size = dtype.size();
-        layout::element_count(dtype, data.len())?;
         if self.members.len() == 1 {
+            layout::element_count(self.dtype(), data.len())?;
             return Ok([0; MAX_STREAMS]);
         }
-        // Only the sampled elements are gathered and split into streams (1/stride of the message).
-        let stride = stride.max(1);
-        let mut sample = Vec::with_capacity((data.len() / size).div_ceil(stride) * size);
-        for element in data.chunks_exact(size).step_by(stride) {
-            sample.extend_from_slice(element);
-        }
-        let mut symbols = vec![0u8; sample.len()];
-        layout::to_symbols(dtype, layout, &sample, &mut symbols)?;
-        let k = layout.stream_count(dtype);
-        let per = symbols.len() / k;
-        let hists: Vec<Histogram> = (0..k).map(|s| Histogram::of(&symbols[s * per..(s + 1) * per])).collect();
+        let hists = crate::stats::sampled_stream_histograms(self.dtype(), self.layout(), data, stride)?;
         Ok(self.choose_from_histograms(&hists))
     }
 

@@ -115,7 +115,7 @@ impl Layout {
 
     /// Whether this layout transforms elements of `dtype` (false means symbol order is memory order
     /// or a plain byte transpose).
-    const fn rotates(self, dtype: DType) -> bool {
+    pub(crate) const fn rotates(self, dtype: DType) -> bool {
         matches!(self, Layout::Exponent) && dtype.size() > 1
     }
 }

@@ -218,9 +218,68 @@ pub fn stream_histograms(
     Ok((0..k).map(|s| Histogram::of(&sym[s * n..(s + 1) * n])).collect())
 }
 
+/// Per-stream histograms of every `stride`-th element of a tensor under `layout` (`stride` 1: all
+/// of it, as [`stream_histograms`]), counted straight from the tensor's bytes: what a family's
+/// choice samples, on the send path, so nothing is gathered or allocated per symbol.
+pub fn sampled_stream_histograms(
+    dtype: crate::DType,
+    layout: crate::Layout,
+    data: &[u8],
+    stride: usize,
+) -> Result<Vec<Histogram>, crate::layout::MisalignedTensor> {
+    crate::layout::element_count(dtype, data.len())?;
+    let (size, k, stride) = (dtype.size(), layout.stream_count(dtype), stride.max(1));
+    let mut counts = vec![[0u64; 256]; k];
+    let rotate = layout.rotates(dtype);
+    match (k, size) {
+        (1, _) => {
+            for e in data.chunks_exact(size).step_by(stride) {
+                for &b in e {
+                    counts[0][b as usize] += 1;
+                }
+            }
+        }
+        (2, 2) => {
+            for e in data.chunks_exact(2).step_by(stride) {
+                let v = u16::from_le_bytes([e[0], e[1]]);
+                let [a, b] = if rotate { v.rotate_left(1) } else { v }.to_le_bytes();
+                counts[0][a as usize] += 1;
+                counts[1][b as usize] += 1;
+            }
+        }
+        (4, 4) => {
+            for e in data.chunks_exact(4).step_by(stride) {
+                let v = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+                for (c, b) in counts.iter_mut().zip(if rotate { v.rotate_left(1) } else { v }.to_le_bytes()) {
+                    c[b as usize] += 1;
+                }
+            }
+        }
+        _ => unreachable!("streams are 1 or the element size (2 or 4)"),
+    }
+    Ok(counts.into_iter().map(|counts| Histogram { counts }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_histograms_count_what_the_layout_makes_of_the_sampled_elements() {
+        use crate::{DType, Layout};
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        for dtype in [DType::Bf16, DType::F16, DType::F32, DType::U8, DType::F8E4M3] {
+            for layout in Layout::ALL {
+                for stride in [1, 17] {
+                    let size = dtype.size();
+                    let sample: Vec<u8> = data.chunks_exact(size).step_by(stride).flatten().copied().collect();
+                    let want = stream_histograms(dtype, layout, &sample).unwrap();
+                    assert_eq!(sampled_stream_histograms(dtype, layout, &data, stride).unwrap(), want, "{dtype}/{layout}/{stride}");
+                }
+            }
+        }
+        assert!(sampled_stream_histograms(DType::Bf16, Layout::Bytes, &[0; 3], 17).is_err());
+    }
 
     #[test]
     fn fast_count_matches_simple_count() {
