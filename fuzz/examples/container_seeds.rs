@@ -24,7 +24,7 @@ fn main() {
         let views: Vec<(String, TensorView)> =
             chunks.iter().map(|(name, b)| (name.clone(), TensorView::new(Dtype::BF16, vec![b.len() / 2], b).unwrap())).collect();
         let file = safetensors::serialize(views, &None).unwrap();
-        let (packed, _) = compress(&file[..], Coding::Trained { name: "seed" }, Vec::new(), &|_| ()).unwrap();
+        let (packed, _) = compress(&file[..], Coding::Trained { name: "seed", families: true }, Vec::new(), &|_| ()).unwrap();
         std::fs::write(format!("{dir}/safetensors-{i}"), [&[1u8][..], &file].concat()).unwrap();
         std::fs::write(format!("{dir}/container-{i}"), [&[0u8][..], &packed].concat()).unwrap();
     }

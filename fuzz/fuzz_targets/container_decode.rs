@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(bytes[..] == whole[t.start as usize..t.end as usize]);
             }
         }
-    } else if let Ok((packed, _)) = compress(body, Coding::Trained { name: "fuzz" }, Vec::new(), &|_| ()) {
+    } else if let Ok((packed, _)) = compress(body, Coding::Trained { name: "fuzz", families: true }, Vec::new(), &|_| ()) {
         let c = Container::open(&packed[..]).expect("our own output opens");
         let back = c.restore_to(Vec::new(), &|_| ()).expect("our own output restores");
         assert!(back == body, "compress/restore is not the identity");

@@ -110,11 +110,11 @@ pub fn encode(set: &CodebookSet, class: &str, filter: Option<&Regex>, input: &Pa
     Ok(())
 }
 
-pub fn compress_cmd(set: Option<&CodebookSet>, input: &Path, output: &Path, force: bool, quiet: bool) -> Result<()> {
+pub fn compress_cmd(set: Option<&CodebookSet>, families: bool, input: &Path, output: &Path, force: bool, quiet: bool) -> Result<()> {
     let name = input.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let coding = match set {
         Some(set) => Coding::Set(set),
-        None => Coding::Trained { name: &name },
+        None => Coding::Trained { name: &name, families },
     };
     let t = std::time::Instant::now();
     let s = compress_file(input, output, coding, force, !quiet)?;

@@ -224,6 +224,15 @@ fn compress_then_decompress_restores_model_files_bit_for_bit() {
             bytes[pos] ^= 0x40;
         }
     }
+    // --family none: one codebook per class, restored the same.
+    let (packed, restored) = (tmp("plain.shuff"), tmp("plain.safetensors"));
+    let (ok, _, err) = shuff(&["compress", "-q", "--family", "none", "-o", &packed.display().to_string(), &sample(2)]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = shuff(&["decompress", "-o", &restored.display().to_string(), &packed.display().to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(sha256(&restored), sha256(Path::new(&sample(2))));
+    let (ok, _, err) = shuff(&["compress", "-q", "--family", "sometimes", "-o", &tmp("x.shuff").display().to_string(), &sample(2)]);
+    assert!(!ok && err.contains("sometimes"), "{err}");
 }
 
 #[test]

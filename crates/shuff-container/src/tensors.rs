@@ -153,6 +153,9 @@ pub enum Coding<'a> {
     Trained {
         /// Name of the set.
         name: &'a str,
+        /// Whether classes get family members where they pay ([`shuff::auto::build_family`]);
+        /// `false`: one codebook per class.
+        families: bool,
     },
     /// The set's classes, tensors assigned by their selectors ([`ClassSelector`]); the set is
     /// embedded. Tensors no class selects are stored raw.
@@ -231,7 +234,7 @@ fn misaligned(t: &TensorEntry, e: shuff::layout::MisalignedTensor) -> ContainerE
 }
 
 /// Trains the per-file classes ([`Coding::Trained`]): layouts from a sample, codes from all data.
-fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) -> Result<(CodebookSet, Vec<Option<String>>), ContainerError> {
+fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str, families: bool) -> Result<(CodebookSet, Vec<Option<String>>), ContainerError> {
     let described: Vec<(&str, Option<DType>, u64)> = tensors.iter().map(|t| (t.name.as_str(), t.shuff_dtype(), t.len())).collect();
     let plan = plan_classes(&described);
     let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -306,6 +309,7 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str) ->
     for (class, idx) in &members {
         let (Some(layout), Some((h, messages))) = (layouts[class], hists.remove(class)) else { continue };
         let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
+        let messages = if families { messages } else { Vec::new() };
         let (family, prov) = build_family(dtype, layout, &h, messages, concat!("shuff ", env!("CARGO_PKG_VERSION")))
             .map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))?;
         set.insert_family(*class, family, prov);
@@ -430,8 +434,8 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
     let (header, tensors) = read_source_header(source)?;
     let trained;
     let (books, embed): (Vec<Option<Arc<Family>>>, Option<&CodebookSet>) = match coding {
-        Coding::Trained { name } => {
-            let (set, plan) = train(source, &tensors, name)?;
+        Coding::Trained { name, families } => {
+            let (set, plan) = train(source, &tensors, name, families)?;
             trained = set;
             (
                 plan.iter()

@@ -16,7 +16,7 @@ fn whisper() -> Vec<u8> {
 }
 
 fn pack(file: &[u8]) -> Vec<u8> {
-    compress(file, Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap().0
+    compress(file, Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap().0
 }
 
 fn restore(packed: &[u8]) -> Result<Vec<u8>, ContainerError> {
@@ -200,13 +200,13 @@ fn safetensors_headers_that_lie_are_rejected() {
     for json in cases {
         let mut file = header(json);
         file.extend_from_slice(&[0u8; 64]);
-        let e = compress(&file, Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap_err();
+        let e = compress(&file, Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap_err();
         assert!(matches!(e, ContainerError::Safetensors(_)), "{json}: {e}");
     }
     // A header length beyond the file.
     let mut file = (1u64 << 40).to_le_bytes().to_vec();
     file.extend_from_slice(b"{}");
-    assert!(matches!(compress(&file, Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap_err(), ContainerError::Safetensors(_)));
+    assert!(matches!(compress(&file, Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap_err(), ContainerError::Safetensors(_)));
 }
 
 #[test]

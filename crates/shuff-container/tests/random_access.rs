@@ -25,7 +25,7 @@ impl Source for Recording<'_> {
 #[test]
 fn one_tensor_reads_only_its_segments() {
     let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/minilm-sample/step004.safetensors")).unwrap();
-    let packed = compress(&file[..], Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap().0;
+    let packed = compress(&file[..], Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap().0;
     let src = Recording { bytes: &packed, reads: Mutex::new(Vec::new()) };
     let c = Container::open(&src).unwrap();
     let opened: u64 = src.reads.lock().unwrap().drain(..).map(|(a, b)| b - a).sum();
@@ -56,8 +56,8 @@ fn tensors_in_memory_compress_without_being_copied_into_one_file() {
     let whole: Vec<u8> = [&header[..], &a, &b].concat();
     safetensors::SafeTensors::deserialize(&whole).expect("a header safetensors reads");
     let parts = Concat::new(vec![&header, &a, &[], &b]);
-    let from_parts = compress(&parts, Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap().0;
-    let from_whole = compress(&whole[..], Coding::Trained { name: "t" }, Vec::new(), &|_| ()).unwrap().0;
+    let from_parts = compress(&parts, Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap().0;
+    let from_whole = compress(&whole[..], Coding::Trained { name: "t", families: true }, Vec::new(), &|_| ()).unwrap().0;
     assert_eq!(from_parts, from_whole);
     assert!(build_header(&[("a", "BF16", &[3], 8)], None).is_err(), "shape and length disagree");
     assert!(build_header(&[("a", "U8", &[1], 1), ("a", "U8", &[1], 1)], None).is_err(), "a name twice");

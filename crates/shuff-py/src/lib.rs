@@ -632,7 +632,7 @@ fn save_file(
         let source = Concat::new(parts);
         let coding = match set {
             Some(set) => Coding::Set(set),
-            None => Coding::Trained { name: &name },
+            None => Coding::Trained { name: &name, families: true },
         };
         let out = AtomicFile::create(&path, true, &[])?;
         let (out, _) = compress(&source, coding, out, &|_| ())?;
