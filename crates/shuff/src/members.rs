@@ -388,67 +388,29 @@ mod tests {
         }
     }
 
+    /// The members trained for one-stream `messages`, around their class code.
+    fn members_for(messages: &[Message], opts: &FamilyOptions) -> (Vec<Vec<Lengths>>, Vec<String>) {
+        let class = [rule_code(&messages.iter().collect::<Vec<_>>(), 0, Rule::Average, 12).unwrap()];
+        train_members(DType::U8, Layout::Bytes, &class, messages, Rule::Average, 12, opts).unwrap()
+    }
+
+    /// Half the messages around symbol 10, half around 200: one code serves both badly.
+    fn two_modes() -> Vec<Message> {
+        (0..8).map(|i| msg(i / 2, hist(if i % 2 == 0 { 10 } else { 200 }, 12, 1 << 20))).collect()
+    }
+
     #[test]
     fn two_modes_get_a_member_each_and_one_mode_gets_none() {
-        // Half the messages around symbol 10, half around 200: one code serves both badly.
-        let two: Vec<Message> = (0..8)
-            .map(|i| msg(i / 2, hist(if i % 2 == 0 { 10 } else { 200 }, 12, 1 << 20)))
-            .collect();
-        let class = [rule_code(&two.iter().collect::<Vec<_>>(), 0, Rule::Average, 12).unwrap()];
-        let (members, labels) = train_members(
-            DType::U8,
-            Layout::Bytes,
-            &class,
-            &two,
-            Rule::Average,
-            12,
-            &FamilyOptions::default(),
-        )
-        .unwrap();
+        let (members, labels) = members_for(&two_modes(), &FamilyOptions::default());
         assert!(members.len() >= 2, "{labels:?}");
         assert!(labels[1].starts_with("cluster"), "{labels:?}");
         let one: Vec<Message> = (0..8).map(|i| msg(i / 2, hist(10, 12, 1 << 20))).collect();
-        let class = [rule_code(&one.iter().collect::<Vec<_>>(), 0, Rule::Average, 12).unwrap()];
-        let (members, _) = train_members(
-            DType::U8,
-            Layout::Bytes,
-            &class,
-            &one,
-            Rule::Average,
-            12,
-            &FamilyOptions::default(),
-        )
-        .unwrap();
-        assert_eq!(members.len(), 1, "identical messages need no second member");
+        assert_eq!(members_for(&one, &FamilyOptions::default()).0.len(), 1, "identical messages need no second member");
     }
 
     #[test]
     fn no_family_without_options_or_held_out_data() {
-        let two: Vec<Message> = (0..8)
-            .map(|i| msg(i / 2, hist(if i % 2 == 0 { 10 } else { 200 }, 12, 1 << 20)))
-            .collect();
-        let class = [rule_code(&two.iter().collect::<Vec<_>>(), 0, Rule::Average, 12).unwrap()];
-        let (members, _) = train_members(
-            DType::U8,
-            Layout::Bytes,
-            &class,
-            &two,
-            Rule::Average,
-            12,
-            &FamilyOptions::none(),
-        )
-        .unwrap();
-        assert_eq!(members.len(), 1);
-        let (members, _) = train_members(
-            DType::U8,
-            Layout::Bytes,
-            &class,
-            &two[..1],
-            Rule::Average,
-            12,
-            &FamilyOptions::default(),
-        )
-        .unwrap();
-        assert_eq!(members.len(), 1, "one message: nothing to hold out");
+        assert_eq!(members_for(&two_modes(), &FamilyOptions::none()).0.len(), 1);
+        assert_eq!(members_for(&two_modes()[..1], &FamilyOptions::default()).0.len(), 1, "one message: nothing to hold out");
     }
 }
