@@ -131,8 +131,15 @@ impl Family {
         if self.members.len() == 1 {
             return members;
         }
+        let mut seen: Vec<(usize, u64)> = Vec::with_capacity(256);
         for (s, (member, h)) in members.iter_mut().zip(hists).enumerate().take(self.members[0].streams().len()) {
-            let bits = |m: &Arc<Codebook>| m.streams()[s].coded_bits(h);
+            // Only the symbols the sample holds: a small message's sample has a few dozen.
+            seen.clear();
+            seen.extend(h.counts.iter().enumerate().filter(|&(_, &c)| c > 0).map(|(sym, &c)| (sym, c)));
+            let bits = |m: &Arc<Codebook>| -> u64 {
+                let lengths = m.streams()[s].lengths();
+                seen.iter().map(|&(sym, c)| c * u64::from(lengths[sym])).sum()
+            };
             let best = (0..self.members.len()).min_by_key(|&i| (bits(&self.members[i]), i)).expect("a family has members");
             *member = best as u8;
         }
