@@ -13,7 +13,7 @@ against).
 
 Codebooks: unless a set is given (`book=`, with classes named by `HookState.class_name`), the first
 `warmup_steps` iterations run uncompressed while every rank counts the symbols of what it sends; at
-the end of warm-up the ranks sum their counts (one all-reduce of a few KiB) and each builds the same
+the end of warm-up the ranks gather their counts (one all-gather of a few KiB per rank) and each builds the same
 codebook set from the same numbers (the library's Trainer: average of the per-step distributions),
 so no codebook ever travels. What a rank sends in the reduce-scatter (its gradient / ranks) and in
 the all-gather (the summed share) are two classes per dtype, as their scales differ. With

@@ -70,9 +70,8 @@ def _exchange(row: Sequence[int], book: CodebookSet, group: dist.ProcessGroup | 
 class SharedTrainer:
     """Learns codebooks that every rank of a group agrees on, without sending any codebook: each
     rank counts the symbols of what it sends (`count`, per class, one batch per `end_step`), and
-    `build` sums the counts over the group (one all-reduce of a few KiB per class and step) and
-    builds the set from the sums with the library's Trainer — the same numbers give every rank
-    the same set. All ranks must count the same classes and call `end_step`/`build` together.
+    `build` gathers the counts of the group (a few KiB per class, step and rank) and builds the set
+    from them with the library's Trainer — the same numbers give every rank the same set. All ranks must count the same classes and call `end_step`/`build` together.
 
         learner = shuff.distributed.SharedTrainer(layout="exponent")
         for step in warmup:
@@ -103,19 +102,23 @@ class SharedTrainer:
             self._steps.append({})
 
     def build(self, name: str) -> CodebookSet:
-        """Sums every rank's counts and builds the set (a collective: every rank calls it)."""
+        """Gathers every rank's counts and builds the set (a collective: every rank calls it). Each
+        rank's counts of a step are one message of that step's batch: the class code averages the
+        steps as `shuff train` does, and the family's members are trained on ranks × steps messages."""
         steps = [s for s in self._steps if s]
         classes = sorted({c for step in steps for c in step})
         flat = [n for step in steps for c in classes if c in step for stream in step[c][1] for n in stream]
-        total = torch.tensor(flat, dtype=torch.int64, device=_control_device(self.group))
-        dist.all_reduce(total, group=self.group)
-        summed = iter(total.cpu().tolist())
+        mine = torch.tensor(flat, dtype=torch.int64, device=_control_device(self.group))
+        every = [torch.empty_like(mine) for _ in range(dist.get_world_size(self.group))]
+        dist.all_gather(every, mine, group=self.group)
+        ranks = [iter(t.cpu().tolist()) for t in every]
         trainer = Trainer()
         for batch, step in enumerate(steps):
             for c in classes:
                 if c in step:
                     dtype, counts = step[c]
-                    trainer.add_counts(c, dtype, self.layout, batch, [[next(summed) for _ in range(256)] for _ in counts], "shared")
+                    for r in ranks:
+                        trainer.add_counts(c, dtype, self.layout, batch, [[next(r) for _ in range(256)] for _ in counts], "shared")
         self._steps = [{}]
         return trainer.build(name)
 
@@ -123,7 +126,7 @@ class SharedTrainer:
 class LearnedBook:
     """The codebooks a data-parallel job's ranks agree on, step by step (shared by shuff.ddp and
     shuff.fsdp): given, or learned from the first `warmup_steps` steps and, with `refresh_every=N`,
-    rebuilt every N steps after that — each time from symbol counts summed over the ranks
+    rebuilt every N steps after that — each time from the symbol counts of all ranks
     (`SharedTrainer`), so every rank builds the same set and no codebook travels.
 
     While counting, callers `count` what they send; `end_step()` (every rank, at the same point)
@@ -184,7 +187,7 @@ class Refresh:
     whether to switch: always, or — with `drift_pp` — only when on some rank the set has fallen
     more than `drift_pp` points of compressibility behind the data it sent since the last check
     (`Family.drift`: the DriftMonitor's excess over the data's entropy; one all-reduce of a single
-    number). To switch, they sum their counts (`SharedTrainer`: one all-reduce of a few KiB per
+    number). To switch, they gather their counts (`SharedTrainer`: a few KiB per rank and
     class) and each builds the identical next set, families included, switching at the same call;
     classes not sent since the last check keep their codes. No codebook travels. A rank that did
     not switch is caught by the fingerprint check every compressed call makes (ShuffError on every

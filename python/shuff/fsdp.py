@@ -11,7 +11,7 @@ FSDP2 offers these hook points (`FSDPModule.set_custom_all_gather` / `set_custom
 FSDP1's `register_comm_hook` is for the older wrapper and is not covered. The all-gather sends
 parameter shards (class `param.DTYPE`), the reduce-scatter gradients (`grad.DTYPE.rs`). During
 warm-up both run uncompressed while every rank counts what it sends; `step()` at the end of warm-up
-sums the counts over the ranks and each builds the same set (`shuff.distributed.SharedTrainer`).
+gathers the counts of all ranks and each builds the same set (`shuff.distributed.SharedTrainer`).
 Coding is lossless, so training is bit-identical to `Compression(compress=False)`, the same
 collectives uncompressed (the reduce-scatter then sums in gloo's order, as `dist.reduce_scatter`).
 """
