@@ -56,7 +56,7 @@ def worker(args) -> None:
     torch.set_num_threads(1)
     mdir = cap.model_dir()
     tok = AutoTokenizer.from_pretrained(mdir)
-    passages = [s for s in cap.real_sentences(mdir, limit=2000, stdlib_only=True) if len(s) > 40]
+    passages = [s for s in cap.real_sentences(mdir, limit=2000, text="stdlib") if len(s) > 40]
     rows = []
     for parallel, dtype in [(p, d) for p in args.parallel.split(",") for d in args.dtypes.split(",")]:
         for variant in VARIANTS:

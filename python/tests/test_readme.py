@@ -33,7 +33,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     tok = AutoTokenizer.from_pretrained(mdir)
     torch.manual_seed(0)
     model = AutoModel.from_pretrained(mdir, add_pooling_layer=False)
-    sentences = [s for s in cap.real_sentences(mdir, limit=200, stdlib_only=True) if len(s) > 40]
+    sentences = [s for s in cap.real_sentences(mdir, limit=200, text="stdlib") if len(s) > 40]
 
     def train_step(batch: list[str]) -> None:
         enc = tok(batch, padding="max_length", truncation=True, max_length=32, return_tensors="pt")

@@ -138,11 +138,6 @@ impl LayoutChooser {
         self.hists.first().map_or(0, |(_, h)| h.iter().map(Histogram::total).sum())
     }
 
-    /// The sample's per-stream histograms in `layout`.
-    pub fn histograms(&self, layout: Layout) -> &[Histogram] {
-        &self.hists.iter().find(|(l, _)| *l == layout).expect("every layout is sampled").1
-    }
-
     /// Adds one sampled block (whole elements).
     pub fn add(&mut self, block: &[u8]) -> Result<(), crate::layout::MisalignedTensor> {
         for ((layout, acc), cur) in self.hists.iter_mut().zip(&mut self.current) {

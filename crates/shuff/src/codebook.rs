@@ -481,6 +481,12 @@ pub fn floored_weights(d: &Distribution) -> [u64; 256] {
     w
 }
 
+/// The optimal code lengths (at most `max_len` bits) for one stream distributed as `d`, every
+/// symbol floored so it keeps a code: what a codebook's stream is built from.
+pub(crate) fn stream_lengths(d: &Distribution, max_len: u32) -> Result<Vec<u8>, CodeError> {
+    huffman::limited_lengths(&floored_weights(d), max_len)
+}
+
 /// A fixed code for every symbol stream of one dtype + layout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Codebook {
@@ -524,10 +530,7 @@ impl Codebook {
         if max_len > MAX_CODE_LEN {
             return Err(CodebookError::Code(CodeError::BadMaxLen(max_len)));
         }
-        let lengths = dists
-            .iter()
-            .map(|d| huffman::limited_lengths(&floored_weights(d), max_len))
-            .collect::<Result<Vec<_>, _>>()?;
+        let lengths = dists.iter().map(|d| stream_lengths(d, max_len)).collect::<Result<Vec<_>, _>>()?;
         Self::from_lengths(dtype, layout, &lengths)
     }
 

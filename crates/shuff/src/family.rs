@@ -131,14 +131,18 @@ impl Family {
         if self.members.len() == 1 {
             return members;
         }
-        let mut seen: Vec<(usize, u64)> = Vec::with_capacity(256);
+        // The symbols the sample holds (a small message's sample has a few dozen), on the stack:
+        // this runs for every message the encoder codes.
+        let (mut symbols, mut counts) = ([0u8; 256], [0u64; 256]);
         for (s, (member, h)) in members.iter_mut().zip(hists).enumerate().take(self.members[0].streams().len()) {
-            // Only the symbols the sample holds: a small message's sample has a few dozen.
-            seen.clear();
-            seen.extend(h.counts.iter().enumerate().filter(|&(_, &c)| c > 0).map(|(sym, &c)| (sym, c)));
+            let mut seen = 0;
+            for (sym, &c) in h.counts.iter().enumerate().filter(|&(_, &c)| c > 0) {
+                (symbols[seen], counts[seen]) = (sym as u8, c);
+                seen += 1;
+            }
             let bits = |m: &Arc<Codebook>| -> u64 {
                 let lengths = m.streams()[s].lengths();
-                seen.iter().map(|&(sym, c)| c * u64::from(lengths[sym])).sum()
+                symbols[..seen].iter().zip(&counts[..seen]).map(|(&sym, &c)| c * u64::from(lengths[usize::from(sym)])).sum()
             };
             let best = (0..self.members.len()).min_by_key(|&i| (bits(&self.members[i]), i)).expect("a family has members");
             *member = best as u8;

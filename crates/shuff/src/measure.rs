@@ -142,21 +142,19 @@ pub fn measure(
         book.coded_bits(&hists)
     } else {
         let piece = (piece_bytes.max(1) / book.dtype().size()).max(1) * book.dtype().size();
-        let mut bits = 0;
-        for p in data.chunks(piece) {
+        let chosen_bits = |p: &[u8], hists: &[Histogram]| -> Result<u64, MeasureError> {
             let chosen = family.choose(p, SELECT_STRIDE)?;
-            let piece_hists: Vec<Histogram> = if p.len() == data.len() {
-                hists.clone()
-            } else {
-                stream_histograms(book.dtype(), book.layout(), p)?
-            };
-            bits += piece_hists
-                .iter()
-                .enumerate()
-                .map(|(s, h)| family.members()[usize::from(chosen[s])].streams()[s].coded_bits(h))
-                .sum::<u64>();
+            Ok(hists.iter().enumerate().map(|(s, h)| family.members()[usize::from(chosen[s])].streams()[s].coded_bits(h)).sum())
+        };
+        if data.len() <= piece {
+            chosen_bits(data, &hists)?
+        } else {
+            let mut bits = 0;
+            for p in data.chunks(piece) {
+                bits += chosen_bits(p, &stream_histograms(book.dtype(), book.layout(), p)?)?;
+            }
+            bits
         }
-        bits
     };
     Ok(Sizes {
         messages: 1,

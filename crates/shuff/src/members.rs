@@ -28,11 +28,10 @@
 //! each recent mode serves them, and members cost nothing in the frame (a member index per stream
 //! is always there), only a little of the encoder's choosing time.
 
-use crate::codebook::{floored_weights, shift_exponent_lengths, Codebook, CodebookError};
+use crate::codebook::{shift_exponent_lengths, stream_lengths, Codebook, CodebookError};
 use crate::family::Family;
 use std::sync::Arc;
 use crate::frame::MAX_MEMBERS;
-use crate::huffman;
 use crate::stats::{Distribution, Histogram};
 use crate::train::Rule;
 use crate::{DType, Layout};
@@ -286,17 +285,12 @@ fn rule_code(
         .values()
         .filter_map(Histogram::distribution)
         .collect();
-    let d = match rule {
-        Rule::Average => Distribution::average(&dists),
-        Rule::Ema(a) => Distribution::ema(&dists, a),
-    }
-    .unwrap_or_else(Distribution::uniform);
+    let d = rule.combine(&dists).unwrap_or_else(Distribution::uniform);
     code_for(&d, max_len)
 }
 
 fn code_for(d: &Distribution, max_len: u32) -> Result<Lengths, CodebookError> {
-    let l = huffman::limited_lengths(&floored_weights(d), max_len)?;
-    Ok(l.try_into().expect("256 lengths"))
+    Ok(stream_lengths(d, max_len)?.try_into().expect("256 lengths"))
 }
 
 /// Σ over messages of the bits of the best code for each.

@@ -229,13 +229,13 @@ pub fn sampled_stream_histograms(
 ) -> Result<Vec<Histogram>, crate::layout::MisalignedTensor> {
     crate::layout::element_count(dtype, data.len())?;
     let (size, k, stride) = (dtype.size(), layout.stream_count(dtype), stride.max(1));
-    let mut counts = vec![[0u64; 256]; k];
+    let mut hists = vec![Histogram::new(); k];
     let rotate = layout.rotates(dtype);
     match (k, size) {
         (1, _) => {
             for e in data.chunks_exact(size).step_by(stride) {
                 for &b in e {
-                    counts[0][b as usize] += 1;
+                    hists[0].counts[b as usize] += 1;
                 }
             }
         }
@@ -243,21 +243,21 @@ pub fn sampled_stream_histograms(
             for e in data.chunks_exact(2).step_by(stride) {
                 let v = u16::from_le_bytes([e[0], e[1]]);
                 let [a, b] = if rotate { v.rotate_left(1) } else { v }.to_le_bytes();
-                counts[0][a as usize] += 1;
-                counts[1][b as usize] += 1;
+                hists[0].counts[a as usize] += 1;
+                hists[1].counts[b as usize] += 1;
             }
         }
         (4, 4) => {
             for e in data.chunks_exact(4).step_by(stride) {
                 let v = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-                for (c, b) in counts.iter_mut().zip(if rotate { v.rotate_left(1) } else { v }.to_le_bytes()) {
-                    c[b as usize] += 1;
+                for (h, b) in hists.iter_mut().zip(if rotate { v.rotate_left(1) } else { v }.to_le_bytes()) {
+                    h.counts[b as usize] += 1;
                 }
             }
         }
         _ => unreachable!("streams are 1 or the element size (2 or 4)"),
     }
-    Ok(counts.into_iter().map(|counts| Histogram { counts }).collect())
+    Ok(hists)
 }
 
 #[cfg(test)]

@@ -19,6 +19,16 @@ pub enum Rule {
     Ema(f64),
 }
 
+impl Rule {
+    /// Combines per-batch distributions (in batch order) by this rule; `None` for no batches.
+    pub fn combine(self, per_batch: &[Distribution]) -> Option<Distribution> {
+        match self {
+            Rule::Average => Distribution::average(per_batch),
+            Rule::Ema(a) => Distribution::ema(per_batch, a),
+        }
+    }
+}
+
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -188,11 +198,7 @@ impl Trainer {
         (0..streams)
             .map(|k| {
                 let per_batch: Vec<Distribution> = c.batches.values().filter_map(|b| b[k].distribution()).collect();
-                match self.rule {
-                    Rule::Average => Distribution::average(&per_batch),
-                    Rule::Ema(a) => Distribution::ema(&per_batch, a),
-                }
-                .ok_or_else(|| TrainError::Empty(class.into()))
+                self.rule.combine(&per_batch).ok_or_else(|| TrainError::Empty(class.into()))
             })
             .collect()
     }
