@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shuff::{decode, decode_into, decode_three_stage_into, FrameInfo};
+use shuff::{decode, decode_three_stage_into, FrameInfo, KernelChoice};
 use shuff_fuzz::{books, family};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,9 +21,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(_) => {}
     }
     let mut out = vec![0u8; len];
+    // Every lane loop and build meets the same hostile frames (the upper bits of `which`).
+    let choices = KernelChoice::all();
+    let choice = choices[usize::from(which / 4) % choices.len()];
     let _ = match which % 4 {
         2 => decode_three_stage_into(frame, &mut out),
-        3 => family().decode_into(frame, &mut out),
-        b => decode_into(&books()[b as usize], frame, &mut out),
+        3 => family().decode_into_with(frame, &mut out, choice),
+        b => shuff::decode::decode_into_with(&books()[b as usize], frame, &mut out, choice),
     };
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shuff::{decode, decode_three_stage_into, encode, encode_three_stage, DType, EncodeOptions, FrameInfo, Layout};
+use shuff::{decode_three_stage_into, encode, encode_three_stage, DType, EncodeOptions, FrameInfo, KernelChoice, Layout};
 use shuff_fuzz::{books, sample};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let which = data[0] % 3;
     // Every lane geometry decodes on the CPU: the CPU's default 4, a GPU's 32–128, odd counts.
     let lanes = [4, 1, 3, 32, 255, 16, 7, 128][usize::from(data[0] / 3 % 8)];
+    // And every lane loop and build (each stream's own kernel, or one forced on all).
+    let choices = KernelChoice::all();
+    let choice = choices[usize::from(data[0] / 24) % choices.len()];
     let s = sample();
     let start = usize::from(u16::from_le_bytes([data[1], data[2]])) * 2 % s.len();
     let len = (usize::from(u16::from_le_bytes([data[3], data[4]])) * 4).min(s.len() - start) & !1;
@@ -42,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
             let mut out = vec![0u8; n];
             decode_three_stage_into(&frame, &mut out).map(|()| out)
         }),
-        b => decode(&books()[b as usize], &frame),
+        b => FrameInfo::parse(&frame).and_then(|i| i.decoded_len()).and_then(|n| {
+            let mut out = vec![0u8; n.min(1 << 22)];
+            shuff::decode::decode_into_with(&books()[b as usize], &frame, &mut out, choice).map(|()| out)
+        }),
     };
     if let Ok(out) = decoded {
         assert!(out == tensor, "damaged frame decoded to different data without an error");

@@ -19,30 +19,45 @@ pub fn parse_size(s: &str) -> Result<usize> {
     Ok(n * mult)
 }
 
-/// Median seconds per call of `f`, from `samples` samples of enough calls to last ≥ 2 ms each.
-fn median_secs(mut f: impl FnMut(), samples: usize) -> f64 {
-    let mut iters = 1usize;
-    loop {
-        let t = Instant::now();
-        for _ in 0..iters {
-            f();
-        }
-        if t.elapsed() >= Duration::from_millis(2) {
-            break;
-        }
-        iters *= 2;
-    }
-    let mut v: Vec<f64> = (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
+/// Median seconds per call of each of `fs`, measured in turns: every function's sample `i` is
+/// taken before any function's sample `i + 1`, each sample a batch of calls lasting ≥ 2 ms. On a
+/// shared machine a slow spell then slows every coder alike, so the ratios between them (what the
+/// table is for) stay honest even when the absolute speeds wander; measured one after the other,
+/// a spell that hit only huff0's turn once showed shuff 1.6× ahead where it was 1.0×.
+fn median_secs_interleaved(fs: &mut [&mut dyn FnMut()], samples: usize) -> Vec<f64> {
+    let iters: Vec<usize> = fs
+        .iter_mut()
+        .map(|f| {
+            let mut iters = 1usize;
+            loop {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    f();
+                }
+                if t.elapsed() >= Duration::from_millis(2) {
+                    return iters;
+                }
+                iters *= 2;
             }
-            t.elapsed().as_secs_f64() / iters as f64
         })
         .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let mut times = vec![Vec::with_capacity(samples); fs.len()];
+    for _ in 0..samples {
+        for ((f, &n), v) in fs.iter_mut().zip(&iters).zip(&mut times) {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            v.push(t.elapsed().as_secs_f64() / n as f64);
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
 }
 
 #[derive(Serialize, Debug)]
@@ -118,26 +133,6 @@ pub fn bench_size(
     if back != msg {
         bail!("shuff round trip failed at {size} bytes");
     }
-    let enc = median_secs(
-        || {
-            drop(black_box(book.encode_into(
-                black_box(&msg),
-                &mut frame,
-                opts,
-                None,
-            )))
-        },
-        samples,
-    );
-    let dec = median_secs(
-        || {
-            drop(black_box(
-                book.decode_into(black_box(&frame[..frame_len]), &mut back),
-            ))
-        },
-        samples,
-    );
-
     let mut h = Huff0::new();
     let mut hout = vec![0u8; size + size.div_ceil(BLOCK) * 1024 + BLOCK];
     let mut blocks = Vec::new();
@@ -146,9 +141,20 @@ pub fn bench_size(
     if !huff0_decompress(&mut h, &hout, &blocks, &mut back) || back != msg {
         bail!("huff0 round trip failed at {size} bytes");
     }
-    let henc = median_secs(|| { black_box(huff0_compress(&mut h, black_box(&msg), &mut hout, &mut blocks)); }, samples);
-    let hdec = median_secs(|| { black_box(huff0_decompress(&mut h, black_box(&hout), &blocks, &mut back)); }, samples);
-    let mcpy = median_secs(|| back.copy_from_slice(black_box(&msg)), samples);
+    // Each timed coder writes its own buffers, so that all five can take turns.
+    let (mut enc_frame, mut hdec_back, mut copy_back) = (frame.clone(), back.clone(), back.clone());
+    let (mut h_enc, mut hout_enc, mut blocks_enc) = (Huff0::new(), hout.clone(), Vec::new());
+    let times = median_secs_interleaved(
+        &mut [
+            &mut || drop(black_box(book.encode_into(black_box(&msg), &mut enc_frame, opts, None))),
+            &mut || drop(black_box(book.decode_into(black_box(&frame[..frame_len]), &mut back))),
+            &mut || { black_box(huff0_compress(&mut h_enc, black_box(&msg), &mut hout_enc, &mut blocks_enc)); },
+            &mut || { black_box(huff0_decompress(&mut h, black_box(&hout), &blocks, &mut hdec_back)); },
+            &mut || copy_back.copy_from_slice(black_box(&msg)),
+        ],
+        samples,
+    );
+    let [enc, dec, henc, hdec, mcpy] = times[..] else { unreachable!("five coders timed") };
 
     let gbps = |t: f64| size as f64 / t / 1e9;
     Ok(Row {

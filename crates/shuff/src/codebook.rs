@@ -168,16 +168,20 @@ pub struct StreamCode {
     encode: [u32; 256],
     decode: Box<[u16; 1 << DECODE_TABLE_BITS]>,
     /// Two-symbol decode table (see [`StreamCode::pair_table`]).
-    pairs: Box<[u32; 1 << DECODE_TABLE_BITS]>,
+    pairs: Box<[PairEntry; 1 << PAIR_TABLE_BITS]>,
+    /// One-symbol table of the single-symbol lane loop (see [`StreamCode::single_table`]).
+    singles: Box<[u16; 1 << DECODE_TABLE_BITS]>,
     /// Four-symbol decode table (see [`StreamCode::quad_table`]), for streams where it decodes
     /// more symbols per lookup than the pair table.
-    quads: Option<Box<[u64; 1 << QUAD_TABLE_BITS]>>,
+    quads: Option<Box<[QuadEntry; 1 << QUAD_TABLE_BITS]>>,
     /// Two-symbol encode table (see [`StreamCode::pair_encode_table`]), built on first use.
     pair_encode: std::sync::OnceLock<Box<[u32]>>,
     long: LongCodes,
     max_len: u32,
     /// Complete code with every code ≤ DECODE_TABLE_BITS: every primary-table entry is a symbol.
     single_lookup: bool,
+    /// The lookup the decoder's lane loop makes (see [`LaneKernel`]).
+    kernel: LaneKernel,
     fingerprint: Fingerprint,
 }
 
@@ -196,18 +200,96 @@ impl PartialEq for StreamCode {
     }
 }
 
+/// An entry of [`StreamCode::pair_table`], read by the decoder as one little-endian `u32`: the bits
+/// the entry's codes use (byte [`ENTRY_LEN`]), how many symbols it decodes (byte [`ENTRY_COUNT`]),
+/// then the two symbols (the second 0 when there is one). The length sits in the low byte so that
+/// x86's shift, which masks its count to 6 bits, consumes the bits straight from the entry, and
+/// the count in the second so that it is one `movzx` from a high-byte register; the symbols are
+/// stored from the entry shifted down. (Loading each field on its own was tried: LLVM then holds
+/// more values at once and spills four lanes' state to the stack, 1.35 → 1.18 GB/s.)
+pub type PairEntry = [u8; 4];
+/// Byte of a [`PairEntry`] or [`QuadEntry`] holding the bits its codes use.
+pub const ENTRY_LEN: usize = 0;
+/// Byte of a [`PairEntry`] or [`QuadEntry`] holding how many symbols it decodes (0: none fit).
+pub const ENTRY_COUNT: usize = 1;
+
+/// An entry of [`StreamCode::quad_table`], read as one little-endian `u64`: bits used and symbol
+/// count as in [`PairEntry`], two bytes of padding, then four symbols.
+pub type QuadEntry = [u8; 8];
+
 /// Index bits of [`StreamCode::quad_table`]: 2^11 entries of 8 bytes, 16 KiB, half of L1.
 pub const QUAD_TABLE_BITS: u32 = 11;
+
+/// The lookup the decoder's lane loop makes at each step for one stream, chosen once per code
+/// (offline: no message pays for the choice) by [`LaneKernel::choose`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneKernel {
+    /// One symbol a lookup in the primary table: the fewest instructions a step (the output
+    /// advances by a constant), best for near-uniform streams such as mantissa bytes, whose 7–9-bit
+    /// codes rarely pair up inside 12 bits.
+    Single,
+    /// One or two symbols a lookup in the pair table (bf16 `bytes`: 1.5 a lookup).
+    Pair,
+    /// Up to four symbols a lookup in the quad table (exponent bytes: 3.5 a lookup).
+    Quad,
+}
+
+/// Which lane loop decodes a frame's coded streams: by default each stream's own
+/// [`LaneKernel`] in the BMI2 build where the CPU has it. Tests and fuzz targets force every
+/// kernel and the portable build in turn, so that all of them are checked on the same frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelChoice {
+    /// The kernel for every coded stream (`None`: each stream's own).
+    pub kernel: Option<LaneKernel>,
+    /// Use the portable build even where the CPU has BMI2.
+    pub portable: bool,
+}
+
+impl KernelChoice {
+    /// Every forced choice a test should run: each kernel, and each stream's own, in both builds.
+    pub fn all() -> Vec<KernelChoice> {
+        let kernels = [None, Some(LaneKernel::Single), Some(LaneKernel::Pair), Some(LaneKernel::Quad)];
+        [false, true].iter().flat_map(|&portable| kernels.map(|kernel| KernelChoice { kernel, portable })).collect()
+    }
+}
+
+impl LaneKernel {
+    /// Instructions a step costs, relative (measured with `shuff bench` on this project's
+    /// machine: a single-symbol step needs no symbol count and stores one byte at a fixed offset).
+    fn step_cost(self) -> u64 {
+        match self {
+            LaneKernel::Single => 5,
+            LaneKernel::Pair | LaneKernel::Quad => 7,
+        }
+    }
+
+    /// The kernel with the lowest cost per symbol, from each table's mean symbols per entry: the
+    /// bits a decoder indexes a table with are close to uniform on a coded stream, so every entry
+    /// is equally likely and the mean is the symbols a lookup yields.
+    fn choose(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS], quads: Option<&[QuadEntry; 1 << QUAD_TABLE_BITS]>) -> LaneKernel {
+        // Symbols summed over each table, scaled to 2^16 entries.
+        let single = (decode.iter().filter(|&&e| e >> 8 != 0).count() as u64) << (16 - DECODE_TABLE_BITS);
+        let pair = pair_symbols(pairs);
+        let quad: u64 = quads.map_or(0, |q| q.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - QUAD_TABLE_BITS));
+        // Cost per symbol compared as cost_a · symbols_b < cost_b · symbols_a.
+        let better = |a: (LaneKernel, u64), b: (LaneKernel, u64)| if a.0.step_cost() * b.1 <= b.0.step_cost() * a.1 { a } else { b };
+        let mut best = better((LaneKernel::Single, single), (LaneKernel::Pair, pair));
+        if quads.is_some() {
+            best = better(best, (LaneKernel::Quad, quad));
+        }
+        best.0
+    }
+}
 
 /// Builds the four-symbol table if it pays: on a coded stream the next bits are close to uniform,
 /// so the mean symbol count over all entries is the symbols a lookup yields. Skewed streams
 /// (exponents: 1–3-bit codes) get ~4 per lookup instead of 2; byte streams with 6–9-bit codes gain
 /// nothing and keep the smaller pair table.
-fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[u32; 1 << DECODE_TABLE_BITS]) -> Option<Box<[u64; 1 << QUAD_TABLE_BITS]>> {
-    let mut quads = Box::new([0u64; 1 << QUAD_TABLE_BITS]);
+fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS]) -> Option<Box<[QuadEntry; 1 << QUAD_TABLE_BITS]>> {
+    let mut quads = Box::new([[0u8; 8]; 1 << QUAD_TABLE_BITS]);
     let mut quad_symbols = 0u64;
     for (i, q) in quads.iter_mut().enumerate() {
-        let (mut used, mut syms) = (0u32, 0u64);
+        let (mut used, mut syms) = (0u32, [0u8; 4]);
         let mut count = 0;
         while count < 4 {
             // Unknown bits above the window read as zeros: a code counts only if it fits.
@@ -216,41 +298,50 @@ fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[u32; 1 << DECODE_
             if len == 0 || used + len > QUAD_TABLE_BITS {
                 break;
             }
-            syms |= u64::from(e & 0xff) << (8 * count);
+            syms[count] = e as u8;
             used += len;
             count += 1;
         }
-        quad_symbols += count;
+        quad_symbols += count as u64;
         if count > 0 {
-            *q = u64::from(used) | (count << 6) | (syms << 32);
+            *q = [used as u8, count as u8, 0, 0, syms[0], syms[1], syms[2], syms[3]];
         }
     }
-    let pair_symbols: u64 = pairs.iter().map(|&e| u64::from((e >> 6) & 3)).sum();
-    // Compare per entry: the pair table has twice as many entries.
-    (quad_symbols * 2 > pair_symbols * 5 / 4).then_some(quads)
+    // Compare per entry, both scaled to 2^16 entries.
+    (quad_symbols << (16 - QUAD_TABLE_BITS) > pair_symbols(pairs) * 5 / 4).then_some(quads)
+}
+
+/// Symbols over all entries of a pair table, scaled to 2^16 entries.
+fn pair_symbols(pairs: &[PairEntry; 1 << PAIR_TABLE_BITS]) -> u64 {
+    pairs.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - PAIR_TABLE_BITS)
 }
 
 /// Longest pair of codes [`StreamCode::pair_encode_table`] holds (27 code bits + 5 length bits).
 pub const PAIR_ENCODE_MAX_BITS: u32 = 27;
 
+/// Index bits of [`StreamCode::pair_table`]. 13 bits, 32 KiB, decode ~1.77 symbols a lookup of
+/// bf16 `bytes` against 1.56 at 12 bits (16 KiB).
+pub const PAIR_TABLE_BITS: u32 = 13;
+
 /// Builds the two-symbol table from the primary one: after the first code of length `l1`, the
-/// remaining `DECODE_TABLE_BITS − l1` bits of the index are the start of the next code, which
+/// remaining `PAIR_TABLE_BITS − l1` bits of the index are the start of the next code, which
 /// counts only if its length fits in them (the primary entry for those bits, padded with zeros, is
 /// then the right one whatever the padding).
-fn pair_table(decode: &[u16; 1 << DECODE_TABLE_BITS]) -> Box<[u32; 1 << DECODE_TABLE_BITS]> {
-    let mut pairs = Box::new([0u32; 1 << DECODE_TABLE_BITS]);
+fn pair_table(decode: &[u16; 1 << DECODE_TABLE_BITS]) -> Box<[PairEntry; 1 << PAIR_TABLE_BITS]> {
+    let mut pairs = Box::new([[0u8; 4]; 1 << PAIR_TABLE_BITS]);
     for (i, p) in pairs.iter_mut().enumerate() {
-        let first = decode[i];
+        let mask = (1 << DECODE_TABLE_BITS) - 1;
+        let first = decode[i & mask];
         let l1 = u32::from(first >> 8);
         if l1 == 0 {
             continue;
         }
-        let second = decode[i >> l1];
+        let second = decode[(i >> l1) & mask];
         let l2 = u32::from(second >> 8);
-        *p = if l2 != 0 && l1 + l2 <= DECODE_TABLE_BITS {
-            (l1 + l2) | (2 << 6) | (u32::from(first & 0xff) << 16) | (u32::from(second & 0xff) << 24)
+        *p = if l2 != 0 && l1 + l2 <= PAIR_TABLE_BITS {
+            [(l1 + l2) as u8, 2, first as u8, second as u8]
         } else {
-            l1 | (1 << 6) | (u32::from(first & 0xff) << 16)
+            [l1 as u8, 1, first as u8, 0]
         };
     }
     pairs
@@ -305,7 +396,13 @@ impl StreamCode {
         let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
         let pairs = pair_table(&decode);
         let quads = quad_table(&decode, &pairs);
-        StreamCode { lengths, codes, encode, decode, pairs, quads, pair_encode: Default::default(), long, max_len, single_lookup, fingerprint }
+        let kernel = LaneKernel::choose(&decode, &pairs, quads.as_deref());
+        // The primary entry with its two bytes swapped: the bits used in the low byte, as in a
+        // `PairEntry`, so that the entry itself shifts the bit buffer. The single-symbol loop is
+        // bound by the chain lookup → shift, and taking the length out of the high byte first
+        // lengthened it by a cycle (mantissa bytes: 1.20 → 1.29 GB/s in the `exponent` layout).
+        let singles = Box::new(decode.map(|e| e.rotate_left(8)));
+        StreamCode { lengths, codes, encode, decode, pairs, singles, quads, pair_encode: Default::default(), long, max_len, single_lookup, kernel, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -334,37 +431,48 @@ impl StreamCode {
     }
 
     /// Two-symbol decode table, indexed like [`StreamCode::decode_table`]: the next one or two
-    /// symbols whose codes fit in [`DECODE_TABLE_BITS`] bits together. Entry: bits consumed in bits
-    /// 0..6, symbol count in bits 6..8, the symbols in bits 16..32 (the second is 0 when there is
-    /// one); an entry of 0 marks a longer code or a pattern that starts no code, as in the primary
-    /// table. Pairs halve the lookups when codes are short, which is where decoding spends its
-    /// time; the bit count sits in the low bits so that a shift by the entry itself (x86 shifts use
-    /// the count's low 6 bits) consumes the bits without first extracting it.
+    /// symbols whose codes fit in [`DECODE_TABLE_BITS`] bits together. Entry (see [`PairEntry`]): the
+    /// symbols (the second is 0 when there is one), the bits consumed, the symbol count; a count
+    /// of 0 marks a longer code or a pattern that starts no code, as in the primary table. Pairs
+    /// halve the lookups when codes are short, which is where decoding spends its time.
     #[inline]
-    pub fn pair_table(&self) -> &[u32; 1 << DECODE_TABLE_BITS] {
+    pub fn pair_table(&self) -> &[PairEntry; 1 << PAIR_TABLE_BITS] {
         &self.pairs
     }
 
-    /// Four-symbol decode table, indexed by the next [`QUAD_TABLE_BITS`] bits: bits consumed in
-    /// bits 0..6, symbol count (up to 4) in bits 6..9, the symbols in bits 32..64; 0 marks a code
-    /// that does not fit the window (decode it with [`StreamCode::decode_long`]). `None` where the
+    /// One-symbol decode table of the [`LaneKernel::Single`] loop, indexed like
+    /// [`StreamCode::decode_table`]: the code length in bits 0..8 (0: a longer code or a pattern
+    /// that starts no code), the symbol in bits 8..16.
+    #[inline]
+    pub fn single_table(&self) -> &[u16; 1 << DECODE_TABLE_BITS] {
+        &self.singles
+    }
+
+    /// Four-symbol decode table, indexed by the next [`QUAD_TABLE_BITS`] bits (entry: see
+    /// [`QuadEntry`]; a count of 0 marks a code that does not fit the window (decode it with [`StreamCode::decode_long`]). `None` where the
     /// pair table decodes as many symbols per lookup.
     #[inline]
-    pub fn quad_table(&self) -> Option<&[u64; 1 << QUAD_TABLE_BITS]> {
+    pub fn quad_table(&self) -> Option<&[QuadEntry; 1 << QUAD_TABLE_BITS]> {
         self.quads.as_deref()
     }
 
     /// The tables the decoder reads, by name and size in bytes: the multi-symbol table its lane
-    /// loop looks up on every step (the quad table where there is one, else the pair table), the
-    /// primary table of the careful path that finishes each lane, and the canonical tables of
+    /// loop looks up on every step (single, pair or quad, as [`StreamCode::lane_kernel`] chose),
+    /// the primary table of the careful path that finishes each lane, and the canonical tables of
     /// codes longer than [`DECODE_TABLE_BITS`]. Built once per codebook, offline: no message pays
     /// for them.
     pub fn decoder_tables(&self) -> Vec<(&'static str, usize)> {
-        let hot = match &self.quads {
-            Some(q) => ("quad", std::mem::size_of_val(&**q)),
-            None => ("pair", std::mem::size_of_val(&*self.pairs)),
+        let hot = match (self.kernel, &self.quads) {
+            (LaneKernel::Quad, Some(q)) => ("quad", std::mem::size_of_val(&**q)),
+            (LaneKernel::Single, _) => ("single", std::mem::size_of_val(&*self.singles)),
+            _ => ("pair", std::mem::size_of_val(&*self.pairs)),
         };
         vec![hot, ("primary", std::mem::size_of_val(&*self.decode)), ("long codes", std::mem::size_of::<LongCodes>())]
+    }
+
+    /// The lookup the decoder's lane loop makes for this stream.
+    pub fn lane_kernel(&self) -> LaneKernel {
+        self.kernel
     }
 
     /// Two-symbol encode table, indexed by two consecutive symbols read as a little-endian `u16`:
@@ -657,11 +765,11 @@ mod tests {
                     let (ea, eb) = (s.encode_table()[a], s.encode_table()[b]);
                     let (la, lb) = (ea >> 16, eb >> 16);
                     let bits = u64::from(ea & 0xffff) | (u64::from(eb & 0xffff) << la) | (u64::MAX << (la + lb));
-                    let p = s.pair_table()[(bits & 0xfff) as usize];
-                    let (syms, used, count) = (p >> 16, p & 63, (p >> 6) & 3);
+                    let p = s.pair_table()[(bits & ((1 << PAIR_TABLE_BITS) - 1)) as usize];
+                    let (syms, used, count) = (u32::from(u16::from_le_bytes([p[2], p[3]])), u32::from(p[ENTRY_LEN]), u32::from(p[ENTRY_COUNT]));
                     if la > DECODE_TABLE_BITS {
                         assert_eq!(count, 0, "long codes go to the slow path");
-                    } else if la + lb <= DECODE_TABLE_BITS {
+                    } else if la + lb <= PAIR_TABLE_BITS {
                         assert_eq!((count, used, syms), (2, la + lb, (a | b << 8) as u32));
                         pairs_seen += 1;
                     } else {
@@ -704,7 +812,7 @@ mod tests {
             }
             bits |= (rng >> 7) << n.min(63);
             let q = quads[(bits & ((1 << QUAD_TABLE_BITS) - 1)) as usize];
-            let (used, count) = ((q & 63) as u32, ((q >> 6) & 7) as usize);
+            let (used, count) = (u32::from(q[ENTRY_LEN]), usize::from(q[ENTRY_COUNT]));
             // Greedy: as many leading codes as fit in the window, up to four.
             let (mut fit, mut total) = (0, 0);
             for &v in &syms {
@@ -717,7 +825,7 @@ mod tests {
             }
             assert_eq!((count, used), (fit, total), "{syms:?}");
             for (k, &v) in syms.iter().enumerate().take(count) {
-                assert_eq!(((q >> (32 + 8 * k)) & 0xff) as usize, v);
+                assert_eq!(usize::from(q[4 + k]), v);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! count in the header, and inconsistencies are typed errors.
 
 use crate::bitstream::read::{decode_lanes, decode_tail, LaneReader};
-use crate::codebook::{partial_stream_code, Codebook, StreamCode};
+use crate::codebook::{partial_stream_code, Codebook, KernelChoice, StreamCode};
 use crate::codebook::Fingerprint;
 use crate::encode::{stream_refs, SCRATCH};
 use crate::frame::{lane_span, read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
@@ -13,7 +13,7 @@ use crate::{DType, Layout};
 /// Decodes one coded stream of `out.len()` symbols in `lanes` lanes from `data` (lane sizes, then
 /// lanes); returns the bytes consumed. Lanes go through the lockstep loop four at a time (the
 /// frame's lane count need not be a multiple of four: the rest take the careful path alone).
-fn decode_coded_stream(code: &StreamCode, lanes: usize, data: &[u8], out: &mut [u8], stream: usize) -> Result<usize, DecodeError> {
+fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, data: &[u8], out: &mut [u8], stream: usize) -> Result<usize, DecodeError> {
     let sizes_bytes = data.get(..2 * lanes).ok_or(DecodeError::Truncated("lane sizes"))?;
     let size = |l: usize| usize::from(u16::from_le_bytes([sizes_bytes[2 * l], sizes_bytes[2 * l + 1]]));
     let total: usize = (0..lanes).map(size).sum();
@@ -45,7 +45,7 @@ fn decode_coded_stream(code: &StreamCode, lanes: usize, data: &[u8], out: &mut [
             rest_out = tail;
         }
         if group == LANES {
-            decode_lanes(code, &mut readers, &mut outs).map_err(|()| bad())?;
+            decode_lanes(code, choice, &mut readers, &mut outs).map_err(|()| bad())?;
         } else {
             decode_tail(&mut readers[0], code, outs[0]).map_err(|()| bad())?;
         }
@@ -58,7 +58,7 @@ fn decode_coded_stream(code: &StreamCode, lanes: usize, data: &[u8], out: &mut [
 }
 
 /// Decodes one chunk (`data` = exactly its bytes) into `out` (its tensor bytes).
-fn decode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usize, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn decode_chunk(codes: &[&StreamCode], choice: KernelChoice, dtype: DType, layout: Layout, lanes: usize, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
     let k = codes.len();
     let &modes = data.first().ok_or(DecodeError::Truncated("chunk"))?;
     if k < 4 && modes >> (2 * k) != 0 {
@@ -74,7 +74,7 @@ fn decode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usiz
         let dst: &mut [u8] = if direct { &mut *out } else { &mut symbols[s * n..(s + 1) * n] };
         let rest = &data[pos..];
         pos += match (modes >> (2 * s)) & 3 {
-            m if m == StreamMode::Coded as u8 => decode_coded_stream(code, lanes, rest, dst, s)?,
+            m if m == StreamMode::Coded as u8 => decode_coded_stream(code, choice, lanes, rest, dst, s)?,
             m if m == StreamMode::Raw as u8 => {
                 dst.copy_from_slice(rest.get(..n).ok_or(DecodeError::Truncated("raw stream"))?);
                 n
@@ -155,7 +155,7 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-fn decode_chunks(codes: &[&StreamCode], info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
+fn decode_chunks(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
     let chunks = Chunks::new(info, frame, pos)?;
     let (dtype, layout, lanes) = (info.dtype, info.layout, info.lanes);
     #[cfg(feature = "parallel")]
@@ -163,13 +163,13 @@ fn decode_chunks(codes: &[&StreamCode], info: &FrameInfo, frame: &[u8], pos: usi
         use rayon::prelude::*;
         let chunks: Vec<&[u8]> = chunks.collect();
         return out.par_chunks_mut(CHUNK_BYTES).zip(chunks.par_iter()).try_for_each(|(o, c)| {
-            SCRATCH.with(|s| decode_chunk(codes, dtype, layout, lanes, c, o, &mut s.borrow_mut().symbols))
+            SCRATCH.with(|s| decode_chunk(codes, choice, dtype, layout, lanes, c, o, &mut s.borrow_mut().symbols))
         });
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
-            decode_chunk(codes, dtype, layout, lanes, c, o, &mut s.symbols)?;
+            decode_chunk(codes, choice, dtype, layout, lanes, c, o, &mut s.symbols)?;
         }
         Ok(())
     })
@@ -189,13 +189,20 @@ fn verify_checksum(info: &FrameInfo, out: &[u8]) -> Result<(), DecodeError> {
 /// exactly the decoded size (see [`FrameInfo::parse`] and [`FrameInfo::decoded_len`]).
 /// Fails with [`DecodeError::CodebookMismatch`] if the frame was made with another codebook.
 pub fn decode_into(book: &Codebook, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+    decode_into_with(book, frame, out, KernelChoice::default())
+}
+
+/// [`decode_into`] with the lane loop `choice` forces: for tests and fuzz targets that check
+/// every kernel on the same frames; the output is the same whatever the choice.
+#[doc(hidden)]
+pub fn decode_into_with(book: &Codebook, frame: &[u8], out: &mut [u8], choice: KernelChoice) -> Result<(), DecodeError> {
     // A single codebook is a family of one: its own fingerprint, member 0 for every stream.
-    decode_members_into(&[book], book.fingerprint(), frame, out)
+    decode_members_into(&[book], book.fingerprint(), frame, out, choice)
 }
 
 /// Decodes a frame of a codebook family (`books`, in member order, all of one dtype and layout,
 /// whose family fingerprint is `family_fingerprint`): stream `s` with the member the frame names.
-pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Fingerprint, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Fingerprint, frame: &[u8], out: &mut [u8], choice: KernelChoice) -> Result<(), DecodeError> {
     let info = FrameInfo::parse(frame)?;
     let expected = info.fingerprint.ok_or(DecodeError::WrongKind("this frame carries its own code (three-stage): use decode_three_stage_into"))?;
     let first = books[0];
@@ -217,7 +224,7 @@ pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Finge
     }
     check_output(&info, out)?;
     let codes = stream_refs(books, info.members, k);
-    decode_chunks(&codes[..k], &info, frame, info.header_len, out)?;
+    decode_chunks(&codes[..k], choice, &info, frame, info.header_len, out)?;
     verify_checksum(&info, out)
 }
 
@@ -254,6 +261,6 @@ pub fn decode_three_stage_into(frame: &[u8], out: &mut [u8]) -> Result<(), Decod
         codes.push(partial_stream_code(lengths).ok_or_else(|| DecodeError::Corrupt(format!("stream {s}: code lengths are not a prefix code")))?);
     }
     let codes: Vec<&StreamCode> = codes.iter().collect();
-    decode_chunks(&codes, &info, frame, pos, out)?;
+    decode_chunks(&codes, KernelChoice::default(), &info, frame, pos, out)?;
     verify_checksum(&info, out)
 }

@@ -12,6 +12,7 @@
 //! [`crate::encode`] writes.
 
 use crate::codebook::{Codebook, Fingerprint, Fnv1a};
+use crate::codebook::KernelChoice;
 use crate::decode::decode_members_into;
 use crate::encode::{encode_members_into, EncodeError, EncodeOptions};
 use crate::frame::{max_frame_len, DecodeError, MAX_MEMBERS, MAX_STREAMS};
@@ -186,7 +187,13 @@ impl Family {
 
     /// Decodes a frame of this family into `out` (exactly the decoded size).
     pub fn decode_into(&self, frame: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
-        decode_members_into(&self.books()[..self.members.len()], self.fingerprint, frame, out)
+        self.decode_into_with(frame, out, KernelChoice::default())
+    }
+
+    /// [`Family::decode_into`] with the lane loop `choice` forces (tests and fuzz targets).
+    #[doc(hidden)]
+    pub fn decode_into_with(&self, frame: &[u8], out: &mut [u8], choice: KernelChoice) -> Result<(), DecodeError> {
+        decode_members_into(&self.books()[..self.members.len()], self.fingerprint, frame, out, choice)
     }
 }
 

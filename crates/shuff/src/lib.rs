@@ -30,7 +30,7 @@ pub mod huffman;
 pub mod layout;
 pub mod stats;
 
-pub use codebook::{Codebook, CodebookError, Fingerprint, StreamCode, DEFAULT_MAX_LEN, MAX_CODE_LEN};
+pub use codebook::{Codebook, CodebookError, Fingerprint, KernelChoice, LaneKernel, StreamCode, DEFAULT_MAX_LEN, MAX_CODE_LEN};
 pub use dtype::DType;
 pub use layout::Layout;
 pub mod set;

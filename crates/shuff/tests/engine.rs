@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use shuff::stats::{stream_histograms, Histogram};
 use shuff::{
     decode, decode_three_stage_into, encode, encode_three_stage, max_frame_len, Codebook, DType, DecodeError, EncodeOptions,
-    FrameInfo, Layout,
+    FrameInfo, KernelChoice, Layout, LaneKernel,
 };
 
 fn opts(checksum: bool) -> EncodeOptions {
@@ -256,6 +256,51 @@ fn long_codes_round_trip_through_the_slow_paths() {
     for checksum in [false, true] {
         let frame = encode(&book, &data, opts(checksum)).unwrap();
         assert_eq!(decode(&book, &frame).unwrap(), data);
+    }
+}
+
+/// Every lane loop (single-, pair- and quad-symbol lookups; BMI2 and portable builds) decodes the
+/// same frames to the same bytes, whichever kernel each stream's code would choose: real tensors in
+/// every layout, a code of long (14–16-bit) codes, lane counts that leave lanes to the careful path,
+/// and damaged frames (which every kernel must refuse or decode to the original).
+#[test]
+fn every_lane_kernel_decodes_the_same_frames_alike() {
+    let mut long = Histogram::new();
+    for (s, c) in long.counts.iter_mut().enumerate() {
+        *c = 1 << (40 - s.min(40));
+    }
+    let long_book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[long.distribution().unwrap()], 16).unwrap();
+    let long_data: Vec<u8> = (0..=255u8).flat_map(|a| (0..=255u8).flat_map(move |b| [a, b, 0, 1])).take(100_000).collect();
+    let (train_bf16, test_bf16) = (real_bf16(0), real_bf16(4));
+    let mut cases: Vec<(Codebook, Vec<u8>)> = Layout::ALL.iter().map(|&l| (train(DType::Bf16, l, &train_bf16), test_bf16.clone())).collect();
+    cases.push((long_book, long_data));
+    let mut kernels_chosen = Vec::new();
+    for (book, data) in &cases {
+        kernels_chosen.extend(book.streams().iter().map(|c| c.lane_kernel()));
+        for lanes in [4, 8, 5, 32] {
+            let frame = encode(book, data, EncodeOptions { lanes, ..opts(true) }).unwrap();
+            for choice in KernelChoice::all() {
+                let mut out = vec![0u8; data.len()];
+                shuff::decode::decode_into_with(book, &frame, &mut out, choice).unwrap();
+                assert!(out == *data, "{} with {lanes} lanes, {choice:?}", book.layout());
+            }
+            // Damage: flip one byte in each of 40 places of the chunk area.
+            for i in 0..40 {
+                let mut bad = frame.clone();
+                let at = 32 + (i * 7919) % (bad.len() - 32);
+                bad[at] ^= 0x5a;
+                for choice in KernelChoice::all() {
+                    let mut out = vec![0u8; data.len()];
+                    if shuff::decode::decode_into_with(book, &bad, &mut out, choice).is_ok() {
+                        assert!(out == *data, "damage at {at} decoded to other bytes with {choice:?}");
+                    }
+                }
+            }
+        }
+    }
+    // The cases exercise every kernel as its code's own choice too.
+    for kernel in [LaneKernel::Single, LaneKernel::Pair, LaneKernel::Quad] {
+        assert!(kernels_chosen.contains(&kernel), "no code chose {kernel:?}: {kernels_chosen:?}");
     }
 }
 

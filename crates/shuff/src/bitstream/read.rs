@@ -2,10 +2,11 @@
 //! in lockstep. The kernel of the decoder; chunks, frames and checks of their sizes are
 //! `crate::decode`'s. Every read is bounds-checked or goes through a zero-padded slow path.
 
-use crate::codebook::{StreamCode, DECODE_TABLE_BITS, QUAD_TABLE_BITS};
+use crate::codebook::{KernelChoice, LaneKernel, StreamCode, DECODE_TABLE_BITS, ENTRY_COUNT, ENTRY_LEN, PAIR_TABLE_BITS, QUAD_TABLE_BITS};
 use crate::frame::LANES;
 
 const TABLE_MASK: u64 = (1 << DECODE_TABLE_BITS) - 1;
+const PAIR_MASK: u64 = (1 << PAIR_TABLE_BITS) - 1;
 const QUAD_MASK: u64 = (1 << QUAD_TABLE_BITS) - 1;
 
 /// An LSB-first bit reader over one lane. `pos` may run past the end of `buf`: bytes there read as
@@ -78,12 +79,12 @@ pub(crate) fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8])
         if r.n < 16 {
             r.refill_slow();
         }
-        let e = pairs[(r.bits & TABLE_MASK) as usize];
-        if e != 0 && w + 2 <= out.len() {
-            out[w..w + 2].copy_from_slice(&((e >> 16) as u16).to_le_bytes());
-            w += ((e >> 6) & 3) as usize;
-            r.bits >>= e & 63;
-            r.n -= e & 63;
+        let e = pairs[(r.bits & PAIR_MASK) as usize];
+        if e[ENTRY_COUNT] != 0 && w + 2 <= out.len() {
+            out[w..w + 2].copy_from_slice(&e[2..]);
+            w += usize::from(e[ENTRY_COUNT]);
+            r.bits >>= e[ENTRY_LEN];
+            r.n -= u32::from(e[ENTRY_LEN]);
         } else {
             out[w] = r.decode(code)?;
             w += 1;
@@ -92,26 +93,47 @@ pub(crate) fn decode_tail(r: &mut LaneReader, code: &StreamCode, out: &mut [u8])
     Ok(())
 }
 
+/// The table lookup a lane-loop step makes: [`LaneKernel`] as a const parameter.
+const SINGLE: u8 = 0;
+const PAIR: u8 = 1;
+const QUAD: u8 = 2;
+
 /// Decodes four lanes in lockstep, then finishes each lane on the careful path.
 ///
-/// Each lane's state is a read position `p` and the bits `c` already consumed past it. A round
-/// moves `p` over the whole bytes consumed, loads the next 8 bytes (≥ 57 unread bits) and takes
-/// `K` steps; a step looks the next [`DECODE_TABLE_BITS`] bits up in the two-symbol table and
-/// stores two bytes (the second is overwritten by the next step when only one symbol was decoded).
-/// `K` steps of at most `max(DECODE_TABLE_BITS, max_len)` bits fit in 56 bits.
+/// Each lane's state is a read position `p` and a bit buffer `b`. A round moves `p` over the whole
+/// bytes consumed, loads the next 8 bytes (≥ 56 unread bits) and takes `K` steps; a step looks the
+/// next bits up in the table of `MODE` (one symbol, or up to two or four) and stores what the entry
+/// holds (1, 2 or 4 bytes; bytes past the symbols decoded are overwritten by the next step).
+/// `K` is the most steps for which every step's window (the bits its entry depends on: the table's
+/// index width, or the code length where that is longer) still lies within the 56 valid bits after
+/// what the round's earlier steps consumed.
+///
+/// Bits consumed are not counted step by step: a refill sets a sentinel bit above the 63 − c
+/// bits it keeps (c = bits of the first byte already consumed), the steps shift it down with the
+/// data, and the next refill reads the bits consumed since `p` as the buffer's leading zeros (the
+/// trick huff0's fast loop uses, mirrored for an LSB-first stream). A step is then a mask, a load,
+/// a shift by the entry itself, a store and an output advance (none for `SINGLE`, which always
+/// decodes one symbol).
 ///
 /// Bounds are checked once per batch of rounds, not per symbol: a round advances `p` by ≤ 7 bytes
-/// and reads 8 bytes there, and writes ≤ `store·K` bytes of output (2 or 4 a step), so the number of
-/// rounds that stay inside every lane's input and output is computed up front. Per-access checks cost 30% of
+/// and reads 8 bytes there, and writes ≤ `store·K` bytes of output, so the number of rounds that
+/// stay inside every lane's input and output is computed up front. Per-access checks cost 30% of
 /// decode speed (perf annotate showed bounds tests and the spills they caused dominating the loop).
 #[inline(always)]
-fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    let table = code.pair_table();
-    let quads = if QUAD { code.quad_table().expect("QUAD only for streams with a quad table") } else { &[0u64; 1 << QUAD_TABLE_BITS] };
+fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    let single = code.single_table();
+    let pairs = code.pair_table();
+    let quads = if MODE == QUAD { code.quad_table().expect("QUAD only for streams with a quad table") } else { &[[0u8; 8]; 1 << QUAD_TABLE_BITS] };
     // Bytes a step may store.
-    let store = if QUAD { 4 } else { 2 };
+    let store = match MODE {
+        SINGLE => 1,
+        PAIR => 2,
+        _ => 4,
+    };
+    const SENTINEL: u64 = 1 << 63;
     let mut p = [0usize; LANES];
-    let mut c = [0u32; LANES];
+    // Each lane starts with every bit before its first consumed: the sentinel alone, `c` = 0.
+    let mut b = [SENTINEL; LANES];
     let mut w = [0usize; LANES];
     let ins: [&[u8]; LANES] = [readers[0].buf, readers[1].buf, readers[2].buf, readers[3].buf];
     let mut bad = false;
@@ -125,35 +147,42 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &St
         if rounds == 0 {
             break;
         }
-        // Positions as pointers: four lanes' state is already more than x86-64's registers hold.
+        // Positions as pointers, and no per-lane bit count: four lanes' state must fit in
+        // x86-64's sixteen registers beside the table pointer.
         let [mut p0, mut p1, mut p2, mut p3] = [0, 1, 2, 3].map(|l| ins[l][p[l]..].as_ptr());
         let [mut w0, mut w1, mut w2, mut w3] = [0, 1, 2, 3].map(|l| outs[l][w[l]..].as_mut_ptr());
-        let [mut c0, mut c1, mut c2, mut c3] = c;
+        let [mut b0, mut b1, mut b2, mut b3] = b;
         macro_rules! refill {
-            ($p:ident, $c:ident) => {{
+            ($p:ident, $b:ident) => {{
+                let c = $b.leading_zeros();
                 // SAFETY: `rounds` was chosen so that this round's read, at ≤ 7 bytes a round past
                 // the batch's start position, ends inside the lane.
                 unsafe {
-                    $p = $p.add(($c >> 3) as usize);
-                    $c &= 7;
-                    u64::from_le($p.cast::<u64>().read_unaligned()) >> $c
+                    $p = $p.add((c >> 3) as usize);
+                    $b = (u64::from_le($p.cast::<u64>().read_unaligned()) | SENTINEL) >> (c & 7);
                 }
             }};
         }
-        // The dependency chain from one symbol to the next is mask → table load → shift; the bit
-        // and output counts are updated off that chain.
+        // The dependency chain from one symbol to the next is mask → table load → shift; the
+        // output advance is off that chain.
         macro_rules! step {
-            ($bits:ident, $c:ident, $w:ident) => {
-                // Entry layouts put the bits consumed in the low 6 bits, so that x86's shift, which
-                // masks its count to 6 bits, consumes them straight from the entry.
-                let (e, mut syms, mut count) = if QUAD {
-                    let e = quads[($bits & QUAD_MASK) as usize];
-                    (e, e >> 32, ((e >> 6) & 7) as usize)
-                } else {
-                    let e = u64::from(table[($bits & TABLE_MASK) as usize]);
-                    (e, e >> 16, ((e >> 6) & 3) as usize)
+            ($bits:ident, $w:ident, $k:expr) => {
+                // One load an entry, taken apart in registers (see `PairEntry`); `e` shifts the
+                // bits as it is, its low byte being the bits used.
+                let (e, mut used, mut syms, mut count) = match MODE {
+                    SINGLE => {
+                        let e = single[($bits & TABLE_MASK) as usize];
+                        (u64::from(e), u32::from(e & 0xff), u64::from(e >> 8), usize::from(e & 0xff != 0))
+                    }
+                    PAIR => {
+                        let e = u32::from_le_bytes(pairs[($bits & PAIR_MASK) as usize]);
+                        (u64::from(e), e & 0xff, u64::from(e.rotate_right(16)), ((e >> 8) & 0xff) as usize)
+                    }
+                    _ => {
+                        let e = u64::from_le_bytes(quads[($bits & QUAD_MASK) as usize]);
+                        (e, (e & 0xff) as u32, e >> 32, ((e >> 8) & 0xff) as usize)
+                    }
                 };
-                let mut used = (e & 63) as u32;
                 if CHECK && count == 0 {
                     match code.decode_long($bits) {
                         Some((s, l)) => (syms, used, count) = (u64::from(s), l, 1),
@@ -164,29 +193,43 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &St
                     }
                 }
                 // SAFETY: `rounds` was chosen so that a round's `store·K` bytes of output, from the
-                // batch's start position, fit in the lane's output; a step writes `store` bytes.
+                // batch's start position, fit in the lane's output; a step writes `store` bytes
+                // at most `store·k` bytes past the round's start (`SINGLE`: exactly `k`).
                 unsafe {
-                    if QUAD {
-                        $w.cast::<[u8; 4]>().write_unaligned((syms as u32).to_le_bytes());
-                    } else {
-                        $w.cast::<[u8; 2]>().write_unaligned((syms as u16).to_le_bytes());
+                    match MODE {
+                        SINGLE => $w.add($k).write(syms as u8),
+                        PAIR => {
+                            $w.cast::<[u8; 2]>().write_unaligned((syms as u16).to_le_bytes());
+                            $w = $w.add(count);
+                        }
+                        _ => {
+                            $w.cast::<[u8; 4]>().write_unaligned((syms as u32).to_le_bytes());
+                            $w = $w.add(count);
+                        }
                     }
-                    $w = $w.add(count);
                 }
                 $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e as u32) };
-                $c += used;
             };
         }
         for _ in 0..rounds {
-            let mut b0 = refill!(p0, c0);
-            let mut b1 = refill!(p1, c1);
-            let mut b2 = refill!(p2, c2);
-            let mut b3 = refill!(p3, c3);
-            for _ in 0..K {
-                step!(b0, c0, w0);
-                step!(b1, c1, w1);
-                step!(b2, c2, w2);
-                step!(b3, c3, w3);
+            refill!(p0, b0);
+            refill!(p1, b1);
+            refill!(p2, b2);
+            refill!(p3, b3);
+            for k in 0..K {
+                step!(b0, w0, k);
+                step!(b1, w1, k);
+                step!(b2, w2, k);
+                step!(b3, w3, k);
+            }
+            if MODE == SINGLE {
+                // SAFETY: the round's K bytes were written inside the lane's output (see above).
+                unsafe {
+                    w0 = w0.add(K);
+                    w1 = w1.add(K);
+                    w2 = w2.add(K);
+                    w3 = w3.add(K);
+                }
             }
         }
         // SAFETY: both pointers of each pair point into (or one past) the same lane buffer.
@@ -198,45 +241,62 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const QUAD: bool>(code: &St
                 w[l] = wl.offset_from(outs[l].as_ptr()) as usize;
             }
         }
-        c = [c0, c1, c2, c3];
+        b = [b0, b1, b2, b3];
         if bad {
             return Err(());
         }
     }
     for l in 0..LANES {
-        readers[l] = LaneReader::at_bit(ins[l], p[l] * 8 + c[l] as usize);
+        readers[l] = LaneReader::at_bit(ins[l], p[l] * 8 + b[l].leading_zeros() as usize);
         decode_tail(&mut readers[l], code, &mut outs[l][w[l]..])?;
     }
     Ok(())
 }
 
-/// Picks the loop variant for `code`: codes that always resolve in one lookup skip the slow-path
-/// test, and `K` is the most steps 56 bits allow.
+/// Picks the loop variant for `code`: its kernel, whether codes that do not resolve in one lookup
+/// can occur (the slow-path test), and `K`, the most steps 56 bits allow.
 #[inline(always)]
-fn decode_lanes_generic(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    match (code.quad_table().is_some(), code.max_len(), code.single_lookup()) {
-        (false, 0..=12, true) => decode_lanes_k::<4, false, false>(code, readers, outs),
-        (false, 0..=14, _) => decode_lanes_k::<4, true, false>(code, readers, outs),
-        (false, _, _) => decode_lanes_k::<3, true, false>(code, readers, outs),
+fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    let kernel = match kernel {
+        LaneKernel::Quad if code.quad_table().is_none() => LaneKernel::Pair,
+        k => k,
+    };
+    match (kernel, code.max_len(), code.single_lookup()) {
+        // A single-symbol step needs only its own code's bits to be valid (the entry is the same
+        // whatever bits follow), so `K` = 56 / max_len: fewer refills, which sit on each lane's
+        // critical path (mantissa bytes, 9–11-bit codes: 5–6 steps a refill instead of 4).
+        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE>(code, readers, outs),
+        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE>(code, readers, outs),
+        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE>(code, readers, outs),
+        (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE>(code, readers, outs),
+        (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE>(code, readers, outs),
+        (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE>(code, readers, outs),
+        (LaneKernel::Pair, 0..=12, true) => decode_lanes_k::<4, false, PAIR>(code, readers, outs),
+        (LaneKernel::Pair, 0..=14, _) => decode_lanes_k::<4, true, PAIR>(code, readers, outs),
+        (LaneKernel::Pair, _, _) => decode_lanes_k::<3, true, PAIR>(code, readers, outs),
         // A quad entry never covers a 12-bit code, so the slow-path test always stays.
-        (true, 0..=14, _) => decode_lanes_k::<4, true, true>(code, readers, outs),
-        (true, _, _) => decode_lanes_k::<3, true, true>(code, readers, outs),
+        (LaneKernel::Quad, 0..=14, _) => decode_lanes_k::<4, true, QUAD>(code, readers, outs),
+        (LaneKernel::Quad, _, _) => decode_lanes_k::<3, true, QUAD>(code, readers, outs),
     }
 }
 
-/// The same loop compiled with BMI2 (`shrx`: variable shifts that need no `cl` register, which
-/// four lanes of state cannot spare). huff0 makes the same run-time choice.
+/// The same loop compiled with BMI2 and LZCNT (`shrx`: variable shifts that need no `cl` register,
+/// which four lanes of state cannot spare). huff0 makes the same run-time choice.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "bmi2")]
-fn decode_lanes_bmi2(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    decode_lanes_generic(code, readers, outs)
+#[target_feature(enable = "bmi2,lzcnt")]
+fn decode_lanes_bmi2(code: &StreamCode, kernel: LaneKernel, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    decode_lanes_generic(code, kernel, readers, outs)
 }
 
-pub(crate) fn decode_lanes(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+/// Decodes four lanes of one stream with the kernel its code chose and the BMI2 build where the CPU
+/// with `choice`'s kernel and build where it forces them (every kernel decodes every code: tests
+/// and fuzzing run them all on the same frames).
+pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    let kernel = choice.kernel.unwrap_or(code.lane_kernel());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("bmi2") {
-        // SAFETY: the CPU has BMI2, checked just above.
-        return unsafe { decode_lanes_bmi2(code, readers, outs) };
+    if !choice.portable && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
+        // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
+        return unsafe { decode_lanes_bmi2(code, kernel, readers, outs) };
     }
-    decode_lanes_generic(code, readers, outs)
+    decode_lanes_generic(code, kernel, readers, outs)
 }
