@@ -248,7 +248,7 @@ fn long_codes_round_trip_through_the_slow_paths() {
     }
     let book = Codebook::from_distributions(DType::U8, Layout::Bytes, &[h.distribution().unwrap()], 16).unwrap();
     let code = &book.streams()[0];
-    let long_pairs = code.pair_encode_table().iter().filter(|&&e| e == 0).count();
+    let long_pairs = code.pair_encode_table().lens.iter().filter(|&&len| len == 0).count();
     assert!(long_pairs > 30_000, "{long_pairs} pairs do not fit the table");
     // Every symbol, in every order of pairs, plus runs of short codes between them.
     let mut data: Vec<u8> = (0..=255u8).flat_map(|a| (0..=255u8).flat_map(move |b| [a, b, 0, 1])).collect();

@@ -1,7 +1,7 @@
 //! Writing lanes: symbols to LSB-first bits through a codebook's encode tables. The kernel of the
 //! encoder; chunks, frames and threads are `crate::encode`'s.
 
-use crate::codebook::{StreamCode, PAIR_ENCODE_MAX_BITS};
+use crate::codebook::{PairEncodeTable, StreamCode, PAIR_ENCODE_MAX_BITS};
 use crate::frame::lane_span;
 
 /// Bytes one lane of `m` symbols may need while coding: 16 bits a symbol, plus 8 bytes of slack
@@ -10,13 +10,15 @@ pub(crate) fn lane_capacity(m: usize) -> usize {
     2 * m + 8
 }
 
-/// Codes `syms` into `buf` (LSB-first) and returns the bytes written: `syms` is read two at a time
-/// and looked up in the two-symbol table, with two pairs (≤ 54 bits) between 8-byte flushes, so at
-/// most 7 + 54 bits are ever pending in the 64-bit accumulator. A pair too long for the table is written as two symbols between extra flushes.
+/// Codes `syms` into `buf` (LSB-first) and returns the bytes written: `syms` is read four at a
+/// time (one load) and looked up as two pairs in the two-symbol table, with the two pairs (≤ 54
+/// bits) between 8-byte flushes, so at most 7 + 54 bits are ever pending in the 64-bit
+/// accumulator. A pair too long for the table is written as two symbols between extra flushes.
 #[inline(always)]
-fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &[u32; 1 << 16], single: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
+fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &PairEncodeTable, single: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
     // Each flush writes 8 bytes at `pos` ≤ (bits coded so far) / 8 ≤ 2 · symbols coded so far.
     assert!(buf.len() >= lane_capacity(syms.len()));
+    let (codes, lens) = (&*pairs.codes, &*pairs.lens);
     let (mut bits, mut n, mut pos) = (0u64, 0u32, 0usize);
     macro_rules! flush {
         () => {
@@ -37,18 +39,19 @@ fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &[u32; 1 << 16], single: &[u32;
     }
     let mut blocks = syms.chunks_exact(4);
     for block in &mut blocks {
-        for two in block.chunks_exact(2) {
-            let e = pairs[usize::from(u16::from_le_bytes([two[0], two[1]]))];
-            if !ALL_FIT && e == 0 {
+        let four = u32::from_le_bytes(block.try_into().expect("chunks of 4"));
+        for pair in [four & 0xffff, four >> 16] {
+            let (code, len) = (codes[pair as usize], lens[pair as usize]);
+            if !ALL_FIT && len == 0 {
                 // ≤ 7 + 27 pending: flush, two codes of ≤ 16 bits, flush.
                 flush!();
-                single!(two[0]);
-                single!(two[1]);
+                single!(pair & 0xff);
+                single!(pair >> 8);
                 flush!();
                 continue;
             }
-            bits |= u64::from(e >> 5) << n;
-            n += e & 31;
+            bits |= u64::from(code) << n;
+            n += u32::from(len);
         }
         flush!();
     }
