@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from . import _shuff
-from ._shuff import Codebook, CodebookSet, Family, ShuffError, __version__, frame_info
+from ._shuff import ClassSelector, Codebook, CodebookSet, Family, ShuffError, __version__, frame_info
 
 __all__ = [
-    "Codebook", "CodebookSet", "Family", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
+    "ClassSelector", "Codebook", "CodebookSet", "Family", "ShuffError", "Trainer", "__version__", "encode", "decode", "encode_frame",
     "decode_frame_into", "byte_view", "dtype_name", "frame_info", "measure", "save_file", "load_file", "safe_open",
 ]
 

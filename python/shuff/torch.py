@@ -15,13 +15,12 @@ For every module a class selects, four kinds of tensors are counted, each its ow
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Callable, Iterable
 
 import torch
 
-from . import CodebookSet, Trainer, byte_view, dtype_name
+from . import ClassSelector, CodebookSet, Trainer, byte_view, dtype_name
 
 KINDS = ("act", "act_grad", "weight", "weight_grad")
 
@@ -37,7 +36,9 @@ class Profiler:
     """Forward/backward hooks that histogram activations, activation gradients, weights and weight
     gradients per class during warm-up steps.
 
-    classes: {class name: regex over module names}; default: every nn.Linear, classed by its name
+    classes: {class name: regex over module names (Rust `regex` syntax)}, tried in the order given:
+        a module goes to the first class whose regex matches its name, as in `shuff train`
+        (`shuff.ClassSelector`, the library's one policy); default: every nn.Linear, classed by its name
         with the block numbers inside it replaced by `#` (`encoder.layer.3.attention.self.query` →
         `encoder.layer.#.attention.self.query`: one codebook per kind of layer, shared across
         blocks). A number that ends the name stays (`net.0` and `net.2` of a Sequential are
@@ -67,19 +68,21 @@ class Profiler:
         self._trainers = {layout: Trainer(max_len, family=family) for layout in self.layouts}
         self._batch = 0
         self._handles: list = []
-        patterns = {name: re.compile(rx) for name, rx in (classes or {}).items()}
+        # The library's policy, as `shuff train` applies it: the first class, in the order given,
+        # whose regex (Rust syntax) matches the module's name.
+        selector = ClassSelector(list((classes or {}).items())) if classes else None
         self.modules: dict[str, str] = {}
         names = [name for name, _ in model.named_modules() if name]
         for name, module in model.named_modules():
-            if patterns:
-                cls = next((c for c, rx in patterns.items() if rx.search(name)), None)
+            if selector is not None:
+                cls = selector.class_of(name)
             else:
                 cls = default_class(name) if isinstance(module, torch.nn.Linear) else None
             if cls is None:
                 continue
             self.modules[name] = cls
             self._hook(module, cls)
-        unmatched = [c for c in patterns if c not in self.modules.values()]
+        unmatched = [c for c in (classes or {}) if c not in self.modules.values()]
         if unmatched or not self.modules:
             shown = ", ".join(names[:12]) + (f", … ({len(names)} modules)" if len(names) > 12 else "")
             what = f"classes {unmatched} match no module" if unmatched else "the model has no nn.Linear module"

@@ -206,3 +206,37 @@ def test_a_frame_written_during_decode_gives_shuff_error_or_the_right_bytes(step
         t.join()
     assert ok + errors == 200 and ok > 0
     assert bytes(frame) == pristine
+
+
+def test_overlapping_selectors_take_the_first_class_given_everywhere(tmp_path):
+    """The class-order bug: a catch-all class that sorts first by name must not capture the tensors
+    of a more specific class given before it — not in a set `shuff train` wrote, not in
+    `shuff.ClassSelector`, not in the Profiler (all three are the library's one policy)."""
+    import subprocess
+
+
+    import shuff.torch
+    from conftest import REPO
+
+    cli = REPO / "target" / "release" / "shuff"
+    assert cli.exists(), "build the CLI first: cargo build --release -p shuff-cli (scripts/test-all does)"
+    out = tmp_path / "set.json"
+    subprocess.run([str(cli), "train", "--family", "none", "--class", "z_ffn1", "--match", r"ffn1_act\.x", "--class", "a_all", "--match", ".",
+                    "-o", str(out), str(SAMPLE / "step000.safetensors")], check=True, capture_output=True)
+    book = shuff.CodebookSet.load(out)
+    assert book.class_of("layer1.ffn1_act.x.shard0") == "z_ffn1"
+    assert book.class_of("layer1.weight.ffn1.shard0") == "a_all"
+    sel = shuff.ClassSelector([("z_ffn1", r"ffn1_act\.x"), ("a_all", ".")])
+    assert sel.class_of("layer1.ffn1_act.x.shard0") == "z_ffn1" and sel.class_of("anything") == "a_all"
+    assert shuff.ClassSelector([("a_all", "."), ("z_ffn1", r"ffn1_act\.x")]).class_of("layer1.ffn1_act.x.shard0") == "a_all"
+    assert shuff.ClassSelector([("some", "x")]).class_of("y") is None
+    with pytest.raises(shuff.ShuffError, match="not a valid regex"):
+        shuff.ClassSelector([("bad", "(")])
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    prof = shuff.torch.Profiler(model, classes={"z_last": r"^2$", "a_all": "."}, layouts=("bytes",))
+    assert prof.modules == {"0": "a_all", "1": "a_all", "2": "z_last"}
+    prof.remove()
+    # Given the other way round, the catch-all takes everything and the specific class matches
+    # nothing, which is an error that names the modules.
+    with pytest.raises(ValueError, match=r"\['z_last'\] match no module"):
+        shuff.torch.Profiler(model, classes={"a_all": ".", "z_last": r"^2$"}, layouts=("bytes",))

@@ -277,6 +277,31 @@ fn header_bytes(dtype: DType, layout: Layout, fingerprint: shuff::Fingerprint, n
     Ok(info.to_bytes())
 }
 
+/// Which class a tensor or module belongs to: ordered (class, regex) rules, the first whose regex
+/// matches the name wins (an empty regex matches every name) — the one policy `shuff train`,
+/// `eval`, `compress` and the Profiler share, so overlapping selectors mean the same everywhere.
+#[pyclass(name = "ClassSelector", module = "shuff", frozen)]
+struct PyClassSelector {
+    inner: shuff::ClassSelector,
+}
+
+#[pymethods]
+impl PyClassSelector {
+    /// `rules`: (class, regex) pairs in priority order. A bad regex raises ShuffError naming it.
+    #[new]
+    fn new(rules: Vec<(String, String)>) -> PyResult<Self> {
+        Ok(PyClassSelector { inner: shuff::ClassSelector::new(&rules).map_err(err)? })
+    }
+    /// The class of `name`, or None when no rule selects it.
+    fn class_of(&self, name: &str) -> Option<String> {
+        self.inner.class_of(name).map(str::to_string)
+    }
+    /// The rules, in priority order.
+    fn rules(&self) -> Vec<(String, String)> {
+        self.inner.rules().iter().map(|(c, re)| (c.clone(), re.as_ref().map_or(String::new(), |r| r.as_str().to_string()))).collect()
+    }
+}
+
 /// Named classes → codebooks.
 #[pyclass(name = "CodebookSet", module = "shuff")]
 struct PyCodebookSet {
@@ -295,6 +320,12 @@ impl PyCodebookSet {
     #[staticmethod]
     fn from_bytes_or_json(data: &[u8]) -> PyResult<Self> {
         Ok(PyCodebookSet { inner: CodebookSet::from_either(data).map_err(err)? })
+    }
+    /// The class a tensor called `name` belongs to under the selectors the set was trained with
+    /// (its class order: first match wins), or None.
+    fn class_of(&self, name: &str) -> PyResult<Option<String>> {
+        let sel = shuff::ClassSelector::from_set(&self.inner).map_err(err)?;
+        Ok(sel.class_of(name).map(str::to_string))
     }
     /// Writes the set, as binary if `path` ends in `.bin` or `.shcb`, else as JSON (atomically).
     fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
@@ -691,6 +722,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShuffError", m.py().get_type::<ShuffError>())?;
     m.add_class::<PyCodebook>()?;
     m.add_class::<PyCodebookSet>()?;
+    m.add_class::<PyClassSelector>()?;
     m.add_class::<PyTrainer>()?;
     m.add_class::<PyFamily>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
