@@ -221,12 +221,21 @@ fn batches(tensors: &[TensorEntry]) -> Vec<Vec<Piece>> {
     out
 }
 
-/// Reads the bytes of a batch (contiguous in the file) into `buf`, which callers reuse: fresh
-/// pages for every batch cost more kernel time than the coding.
+/// Reads the bytes of a batch (contiguous in the file) into the start of `buf`, which callers
+/// reuse: fresh pages for every batch cost more kernel time than the coding.
 fn read_batch<S: Source + ?Sized>(source: &S, batch: &[Piece], buf: &mut Vec<u8>) -> Result<(), ContainerError> {
     let (start, end) = (batch[0].start, batch[batch.len() - 1].end);
-    buf.resize((end - start) as usize, 0);
-    source.read_exact_at(buf, start).map_err(ContainerError::io(format!("reading bytes {start}..{end} of the input")))
+    let len = (end - start) as usize;
+    source.read_exact_at(grown(buf, len), start).map_err(ContainerError::io(format!("reading bytes {start}..{end} of the input")))
+}
+
+/// The first `len` bytes of `buf`, which only ever grows: a reused buffer resized down and up
+/// again for pieces of varying sizes zero-filled the difference each time (6% of `compress`).
+fn grown(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
 }
 
 fn misaligned(t: &TensorEntry, e: shuff::layout::MisalignedTensor) -> ContainerError {
@@ -347,10 +356,7 @@ fn code_piece(
     frame: &mut Vec<u8>,
     opts: EncodeOptions,
 ) -> Result<Option<usize>, FamilyEncodeError> {
-    frame.resize(
-        shuff::max_frame_len(family.dtype(), family.layout(), data.len()),
-        0,
-    );
+    let frame = grown(frame, shuff::max_frame_len(family.dtype(), family.layout(), data.len()));
     let n = family.encode_into(data, frame, opts, None)?;
     Ok((n < data.len()).then_some(n))
 }

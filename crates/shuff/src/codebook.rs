@@ -224,11 +224,11 @@ pub const QUAD_TABLE_BITS: u32 = 11;
 /// (offline: no message pays for the choice) by [`LaneKernel::choose`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LaneKernel {
-    /// One symbol a lookup in the primary table: the fewest instructions a step (the output
+    /// One symbol a lookup in the single-symbol table: the fewest instructions a step (the output
     /// advances by a constant), best for near-uniform streams such as mantissa bytes, whose 7–9-bit
-    /// codes rarely pair up inside 12 bits.
+    /// codes rarely pair up inside the pair table's 13 bits.
     Single,
-    /// One or two symbols a lookup in the pair table (bf16 `bytes`: 1.5 a lookup).
+    /// One or two symbols a lookup in the pair table (bf16 `bytes`: 1.77 a lookup).
     Pair,
     /// Up to four symbols a lookup in the quad table (exponent bytes: 3.5 a lookup).
     Quad,
@@ -284,7 +284,7 @@ impl LaneKernel {
 /// Builds the four-symbol table if it pays: on a coded stream the next bits are close to uniform,
 /// so the mean symbol count over all entries is the symbols a lookup yields. Skewed streams
 /// (exponents: 1–3-bit codes) get ~4 per lookup instead of 2; byte streams with 6–9-bit codes gain
-/// nothing and keep the smaller pair table.
+/// nothing and keep the pair table.
 fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS]) -> Option<Box<[QuadEntry; 1 << QUAD_TABLE_BITS]>> {
     let mut quads = Box::new([[0u8; 8]; 1 << QUAD_TABLE_BITS]);
     let mut quad_symbols = 0u64;
