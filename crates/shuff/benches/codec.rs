@@ -1,9 +1,10 @@
-//! Encode/decode throughput on real bf16 activations, to catch regressions (the side-by-side
-//! comparison with huff0 is `shuff bench`).
+//! Encode/decode throughput on real bf16 activations, to catch regressions, with each decoder
+//! lane kernel and the portable build on their own (the side-by-side comparison with huff0 is
+//! `shuff bench`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use shuff::stats::stream_histograms;
-use shuff::{decode_into, encode_into, max_frame_len, Codebook, DType, EncodeOptions, Layout};
+use shuff::{decode_into, encode_into, max_frame_len, Codebook, DType, EncodeOptions, KernelChoice, LaneKernel, Layout};
 
 fn activations(step: usize) -> Vec<u8> {
     let path = format!("{}/../../tests/data/minilm-sample/step{step:03}.safetensors", env!("CARGO_MANIFEST_DIR"));
@@ -29,6 +30,15 @@ fn codec(c: &mut Criterion) {
             g.throughput(Throughput::Bytes(size as u64));
             g.bench_function("encode", |b| b.iter(|| encode_into(&book, black_box(&msg), &mut frame, opts).unwrap()));
             g.bench_function("decode", |b| b.iter(|| decode_into(&book, black_box(&frame[..n]), &mut out).unwrap()));
+            // Each lane kernel forced on every stream (the default above is each stream's own).
+            for kernel in [LaneKernel::Single, LaneKernel::Pair, LaneKernel::Quad] {
+                let choice = KernelChoice { kernel: Some(kernel), portable: false };
+                g.bench_function(format!("decode/{kernel:?}"), |b| {
+                    b.iter(|| shuff::decode::decode_into_with(&book, black_box(&frame[..n]), &mut out, choice).unwrap())
+                });
+            }
+            let portable = KernelChoice { kernel: None, portable: true };
+            g.bench_function("decode/portable", |b| b.iter(|| shuff::decode::decode_into_with(&book, black_box(&frame[..n]), &mut out, portable).unwrap()));
             g.finish();
         }
     }
