@@ -475,18 +475,24 @@ impl StreamCode {
         self.quads.as_deref()
     }
 
-    /// The tables the decoder reads, by name and size in bytes: the multi-symbol table its lane
-    /// loop looks up on every step (single, pair or quad, as [`StreamCode::lane_kernel`] chose),
-    /// the primary table of the careful path that finishes each lane, and the canonical tables of
-    /// codes longer than [`DECODE_TABLE_BITS`]. Built once per codebook, offline: no message pays
-    /// for them.
+    /// The tables the decoder reads, by name and size in bytes: first the table its lane loop looks
+    /// up on every step (single, pair or quad, as [`StreamCode::lane_kernel`] chose), then those of
+    /// the careful path that finishes each lane (the pair table, the primary table and the canonical
+    /// tables of codes longer than [`DECODE_TABLE_BITS`]). Built once per codebook, offline: no
+    /// message pays for them.
     pub fn decoder_tables(&self) -> Vec<(&'static str, usize)> {
         let hot = match (self.kernel, &self.quads) {
             (LaneKernel::Quad, Some(q)) => ("quad", std::mem::size_of_val(&**q)),
             (LaneKernel::Single, _) => ("single", std::mem::size_of_val(&*self.singles)),
             _ => ("pair", std::mem::size_of_val(&*self.pairs)),
         };
-        vec![hot, ("primary", std::mem::size_of_val(&*self.decode)), ("long codes", std::mem::size_of::<LongCodes>())]
+        let mut tables = vec![hot];
+        if hot.0 != "pair" {
+            // The careful path that finishes each lane decodes pairs where they fit.
+            tables.push(("pair", std::mem::size_of_val(&*self.pairs)));
+        }
+        tables.extend([("primary", std::mem::size_of_val(&*self.decode)), ("long codes", std::mem::size_of::<LongCodes>())]);
+        tables
     }
 
     /// The lookup the decoder's lane loop makes for this stream.
@@ -810,9 +816,9 @@ mod tests {
         assert!(skewed_pairs.streams()[0].quad_table().is_none(), "8-bit-ish codes keep the pair table");
         // What `shuff bench` reports: the table the lane loop reads, then the careful path's.
         let names = |c: &StreamCode| c.decoder_tables().iter().map(|&(n, _)| n).collect::<Vec<_>>();
-        assert_eq!(names(s), ["quad", "primary", "long codes"]);
+        assert_eq!(names(s), ["quad", "pair", "primary", "long codes"]);
         assert_eq!(names(&skewed_pairs.streams()[0]), ["pair", "primary", "long codes"]);
-        assert_eq!(s.decoder_tables()[..2], [("quad", 16 << 10), ("primary", 8 << 10)]);
+        assert_eq!(s.decoder_tables()[..3], [("quad", 16 << 10), ("pair", 32 << 10), ("primary", 8 << 10)]);
         let mut rng = 0x1234_5678_u64;
         for _ in 0..20_000 {
             // Four random symbols, mostly short ones, then random bits.
