@@ -8,7 +8,6 @@ use crate::codebook::Fingerprint;
 use crate::encode::{stream_refs, SCRATCH};
 use crate::frame::{lane_span, read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
 use crate::layout;
-use crate::{DType, Layout};
 
 /// Decodes one coded stream of `out.len()` symbols in `lanes` lanes from `data` (lane sizes, then
 /// lanes); returns the bytes consumed. Lanes go through the lockstep loop four at a time (the
@@ -58,7 +57,8 @@ fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, da
 }
 
 /// Decodes one chunk (`data` = exactly its bytes) into `out` (its tensor bytes).
-fn decode_chunk(codes: &[&StreamCode], choice: KernelChoice, dtype: DType, layout: Layout, lanes: usize, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn decode_chunk(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, data: &[u8], out: &mut [u8], symbols: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let (dtype, layout, lanes) = (info.dtype, info.layout, info.lanes);
     let k = codes.len();
     let &modes = data.first().ok_or(DecodeError::Truncated("chunk"))?;
     if k < 4 && modes >> (2 * k) != 0 {
@@ -157,19 +157,18 @@ impl<'a> Iterator for Chunks<'a> {
 
 fn decode_chunks(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
     let chunks = Chunks::new(info, frame, pos)?;
-    let (dtype, layout, lanes) = (info.dtype, info.layout, info.lanes);
     #[cfg(feature = "parallel")]
     if chunks.left >= 8 && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         let chunks: Vec<&[u8]> = chunks.collect();
         return out.par_chunks_mut(CHUNK_BYTES).zip(chunks.par_iter()).try_for_each(|(o, c)| {
-            SCRATCH.with(|s| decode_chunk(codes, choice, dtype, layout, lanes, c, o, &mut s.borrow_mut().symbols))
+            SCRATCH.with(|s| decode_chunk(codes, choice, info, c, o, &mut s.borrow_mut().symbols))
         });
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
-            decode_chunk(codes, choice, dtype, layout, lanes, c, o, &mut s.symbols)?;
+            decode_chunk(codes, choice, info, c, o, &mut s.symbols)?;
         }
         Ok(())
     })
