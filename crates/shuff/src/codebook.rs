@@ -257,39 +257,36 @@ impl LaneKernel {
     /// What a step costs, relative: µops of the compiled loops (a single-symbol step needs no
     /// symbol count and stores one byte at a fixed offset), checked by forcing each kernel on real
     /// streams — mantissa bytes (1.15 symbols a pair lookup) decode faster one at a time, bf16
-    /// `bytes` (1.77) faster in pairs (1.33 vs 1.03 GB/s).
+    /// `bytes` (1.77) faster in pairs (1.33 vs 1.03 GB/s). A quad step costs a quarter more than
+    /// a pair step: its entries never cover a 12-bit code, so the slow-path test always stays, and
+    /// long codes leave fewer steps a refill.
     fn step_cost(self) -> u64 {
         match self {
-            LaneKernel::Single => 5,
-            LaneKernel::Pair | LaneKernel::Quad => 7,
+            LaneKernel::Single => 20,
+            LaneKernel::Pair => 28,
+            LaneKernel::Quad => 35,
         }
     }
 
     /// The kernel with the lowest cost per symbol, from each table's mean symbols per entry: the
     /// bits a decoder indexes a table with are close to uniform on a coded stream, so every entry
     /// is equally likely and the mean is the symbols a lookup yields.
-    fn choose(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS], quads: Option<&[QuadEntry; 1 << QUAD_TABLE_BITS]>) -> LaneKernel {
+    fn choose(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS], quads: &[QuadEntry; 1 << QUAD_TABLE_BITS]) -> LaneKernel {
         // Symbols summed over each table, scaled to 2^16 entries.
         let single = (decode.iter().filter(|&&e| e >> 8 != 0).count() as u64) << (16 - DECODE_TABLE_BITS);
-        let pair = pair_symbols(pairs);
-        let quad: u64 = quads.map_or(0, |q| q.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - QUAD_TABLE_BITS));
+        let pair = pairs.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - PAIR_TABLE_BITS);
+        let quad = quads.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - QUAD_TABLE_BITS);
         // Cost per symbol compared as cost_a · symbols_b < cost_b · symbols_a.
         let better = |a: (LaneKernel, u64), b: (LaneKernel, u64)| if a.0.step_cost() * b.1 <= b.0.step_cost() * a.1 { a } else { b };
-        let mut best = better((LaneKernel::Single, single), (LaneKernel::Pair, pair));
-        if quads.is_some() {
-            best = better(best, (LaneKernel::Quad, quad));
-        }
-        best.0
+        better(better((LaneKernel::Single, single), (LaneKernel::Pair, pair)), (LaneKernel::Quad, quad)).0
     }
 }
 
-/// Builds the four-symbol table if it pays: on a coded stream the next bits are close to uniform,
-/// so the mean symbol count over all entries is the symbols a lookup yields. Skewed streams
-/// (exponents: 1–3-bit codes) get ~4 per lookup instead of 2; byte streams with 6–9-bit codes gain
-/// nothing and keep the pair table.
-fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << PAIR_TABLE_BITS]) -> Option<Box<[QuadEntry; 1 << QUAD_TABLE_BITS]>> {
+/// Builds the four-symbol table: as many leading codes as fit in the window, up to four. Skewed
+/// streams (exponents: 1–3-bit codes) get ~3.5 a lookup; whether that beats the other kernels is
+/// [`LaneKernel::choose`]'s decision.
+fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS]) -> Box<[QuadEntry; 1 << QUAD_TABLE_BITS]> {
     let mut quads = Box::new([[0u8; 8]; 1 << QUAD_TABLE_BITS]);
-    let mut quad_symbols = 0u64;
     for (i, q) in quads.iter_mut().enumerate() {
         let (mut used, mut syms) = (0u32, [0u8; 4]);
         let mut count = 0;
@@ -304,18 +301,11 @@ fn quad_table(decode: &[u16; 1 << DECODE_TABLE_BITS], pairs: &[PairEntry; 1 << P
             used += len;
             count += 1;
         }
-        quad_symbols += count as u64;
         if count > 0 {
             *q = [used as u8, count as u8, 0, 0, syms[0], syms[1], syms[2], syms[3]];
         }
     }
-    // Compare per entry, both scaled to 2^16 entries.
-    (quad_symbols << (16 - QUAD_TABLE_BITS) > pair_symbols(pairs) * 5 / 4).then_some(quads)
-}
-
-/// Symbols over all entries of a pair table, scaled to 2^16 entries.
-fn pair_symbols(pairs: &[PairEntry; 1 << PAIR_TABLE_BITS]) -> u64 {
-    pairs.iter().map(|e| u64::from(e[ENTRY_COUNT])).sum::<u64>() << (16 - PAIR_TABLE_BITS)
+    quads
 }
 
 /// Longest pair of codes [`StreamCode::pair_encode_table`] holds, so that two pairs and the ≤ 7
@@ -414,8 +404,10 @@ impl StreamCode {
         }
         let single_lookup = max_len <= DECODE_TABLE_BITS && huffman::is_complete(&lengths);
         let pairs = pair_table(&decode);
-        let quads = quad_table(&decode, &pairs);
-        let kernel = LaneKernel::choose(&decode, &pairs, quads.as_deref());
+        let quads = quad_table(&decode);
+        let kernel = LaneKernel::choose(&decode, &pairs, &quads);
+        // The quad table is kept only where its loop runs (the careful path never reads it).
+        let quads = (kernel == LaneKernel::Quad).then_some(quads);
         // The primary entry with its two bytes swapped: the bits used in the low byte, as in a
         // `PairEntry`, so that the entry itself shifts the bit buffer. The single-symbol loop is
         // bound by the chain lookup → shift, and taking the length out of the high byte first
@@ -449,8 +441,8 @@ impl StreamCode {
         &self.decode
     }
 
-    /// Two-symbol decode table, indexed like [`StreamCode::decode_table`]: the next one or two
-    /// symbols whose codes fit in [`DECODE_TABLE_BITS`] bits together. Entry (see [`PairEntry`]): the
+    /// Two-symbol decode table, indexed by the next [`PAIR_TABLE_BITS`] bits: the next one or two
+    /// symbols whose codes fit in them together. Entry (see [`PairEntry`]): the
     /// symbols (the second is 0 when there is one), the bits consumed, the symbol count; a count
     /// of 0 marks a longer code or a pattern that starts no code, as in the primary table. Pairs
     /// halve the lookups when codes are short, which is where decoding spends its time.
@@ -468,8 +460,8 @@ impl StreamCode {
     }
 
     /// Four-symbol decode table, indexed by the next [`QUAD_TABLE_BITS`] bits (entry: see
-    /// [`QuadEntry`]; a count of 0 marks a code that does not fit the window (decode it with [`StreamCode::decode_long`]). `None` where the
-    /// pair table decodes as many symbols per lookup.
+    /// [`QuadEntry`]); a count of 0 marks a code that does not fit the window, decoded with
+    /// [`StreamCode::decode_long`]. `None` unless the stream's kernel is [`LaneKernel::Quad`].
     #[inline]
     pub fn quad_table(&self) -> Option<&[QuadEntry; 1 << QUAD_TABLE_BITS]> {
         self.quads.as_deref()

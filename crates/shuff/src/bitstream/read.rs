@@ -176,7 +176,7 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &Stre
                     }
                     PAIR => {
                         let e = u32::from_le_bytes(pairs[($bits & PAIR_MASK) as usize]);
-                        (u64::from(e), e & 0xff, u64::from(e.rotate_right(16)), ((e >> 8) & 0xff) as usize)
+                        (u64::from(e), e & 0xff, u64::from(e >> 16), ((e >> 8) & 0xff) as usize)
                     }
                     _ => {
                         let e = u64::from_le_bytes(quads[($bits & QUAD_MASK) as usize]);
@@ -289,7 +289,7 @@ fn decode_lanes_bmi2(code: &StreamCode, kernel: LaneKernel, readers: &mut [LaneR
 }
 
 /// Decodes four lanes of one stream with the kernel its code chose and the BMI2 build where the CPU
-/// with `choice`'s kernel and build where it forces them (every kernel decodes every code: tests
+/// has it, or with the kernel and build `choice` forces (every kernel decodes every code: tests
 /// and fuzzing run them all on the same frames).
 pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let kernel = choice.kernel.unwrap_or(code.lane_kernel());
