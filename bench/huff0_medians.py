@@ -3,7 +3,7 @@ codebook set on one pinned core (each run already times its coders in turns), th
 the runs for every figure, printed as the README's table. A shared machine's speed drifts between
 runs; the ratios to huff0, taken within each run, are what to compare.
 
-    python bench/huff0_medians.py --class ffn1_act --input STEP.safetensors BOOK_BYTES.json BOOK_EXPONENT.json
+    python bench/huff0_medians.py --class ffn1_act --input STEP.safetensors BOOK_BYTES.json BOOK_EXPONENT.json   (JSON sets)
         [--runs 3] [--samples 21] [--cpu 1] [--shuff target/release/shuff]
 """
 import argparse
