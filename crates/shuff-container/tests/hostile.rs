@@ -250,3 +250,74 @@ fn constant_tensors_round_trip_as_tiny_frames() {
     assert!(restore(&packed).unwrap() == file);
     assert!(packed.len() < file.len() / 2);
 }
+
+/// A file that cannot be read past `fail_at` (one truncated, or a disk error, while compressing).
+struct FailingSource {
+    bytes: Vec<u8>,
+    fail_at: u64,
+}
+
+impl shuff_container::Source for FailingSource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        if offset + buf.len() as u64 > self.fail_at {
+            return Err(std::io::Error::other("injected read failure"));
+        }
+        self.bytes[..].read_exact_at(buf, offset)
+    }
+}
+
+/// An output that fails after `room` bytes (a full disk).
+struct FullDisk {
+    room: usize,
+}
+
+impl std::io::Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.room {
+            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "injected full disk"));
+        }
+        self.room -= buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reading, coding and writing run on three threads: a failure in any of them ends the others
+/// and is the error reported (no hang, no panic), in the first batch, a middle one or the last.
+#[test]
+fn read_and_write_failures_while_compressing_are_io_errors() {
+    // Real bf16 tensors tiled to six 12 MiB tensors: three batches of the pipeline.
+    let sample = std::fs::read(repo().join("tests/data/minilm-sample/step004.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&sample).unwrap();
+    let real: Vec<u8> = st.tensors().into_iter().filter(|(_, t)| t.dtype() == Dtype::BF16).flat_map(|(_, t)| t.data().to_vec()).collect();
+    let tiled: Vec<u8> = real.iter().copied().cycle().take(12 << 20).collect();
+    let names = ["t0", "t1", "t2", "t3", "t4", "t5"];
+    let file = safetensors_file(&names.map(|n| (n, Dtype::BF16, vec![6 << 20], tiled.clone())));
+    let set = Container::open(&pack(&sample)[..]).unwrap().embedded_codebooks().unwrap().clone();
+    let len = file.len() as u64;
+    for fail_at in [len / 10, len / 2, len - 1] {
+        let source = FailingSource { bytes: file.clone(), fail_at };
+        // With a set, the only reads are the header's and the batches'.
+        match compress(&source, Coding::Set(&set), Vec::new(), &|_| ()) {
+            Err(ContainerError::Io { what, error }) => {
+                assert!(what.starts_with("reading bytes"), "{what}");
+                assert!(error.to_string().contains("injected"), "{error}");
+            }
+            other => panic!("read failure at {fail_at}: {:?}", other.map(|(_, c)| c.output_bytes)),
+        }
+    }
+    let whole = compress(&file[..], Coding::Set(&set), Vec::new(), &|_| ()).unwrap().0;
+    for room in [0, whole.len() / 10, whole.len() / 2, whole.len() - 1] {
+        match compress(&file[..], Coding::Set(&set), FullDisk { room }, &|_| ()) {
+            Err(ContainerError::Io { error, .. }) => assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}"),
+            other => panic!("full disk after {room} bytes: {:?}", other.map(|(_, c)| c.output_bytes)),
+        }
+    }
+}
