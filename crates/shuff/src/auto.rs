@@ -140,8 +140,20 @@ impl LayoutChooser {
 
     /// Adds one sampled block (whole elements).
     pub fn add(&mut self, block: &[u8]) -> Result<(), crate::layout::MisalignedTensor> {
+        // The `bytes` stream holds every byte of the `planes` streams: its histogram is theirs
+        // summed, so the block is counted twice (planes, exponent), not three times.
+        let planes = stream_histograms(self.dtype, Layout::Planes, block)?;
         for ((layout, acc), cur) in self.hists.iter_mut().zip(&mut self.current) {
-            for ((a, c), h) in acc.iter_mut().zip(cur.iter_mut()).zip(stream_histograms(self.dtype, *layout, block)?) {
+            let hists = match layout {
+                Layout::Planes => planes.clone(),
+                Layout::Bytes => {
+                    let mut all = Histogram::new();
+                    planes.iter().for_each(|h| all.merge(h));
+                    vec![all]
+                }
+                Layout::Exponent => stream_histograms(self.dtype, Layout::Exponent, block)?,
+            };
+            for ((a, c), h) in acc.iter_mut().zip(cur.iter_mut()).zip(hists) {
                 a.merge(&h);
                 c.merge(&h);
             }
@@ -210,6 +222,26 @@ pub fn provenance(book: &Codebook, hists: &[Histogram], created_by: &str) -> Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample's histograms in every layout are those of the layout's own streams (the
+    /// `bytes` one is summed from the planes', not counted).
+    #[test]
+    fn the_sample_counts_each_layout_exactly() {
+        let data: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for dtype in [DType::Bf16, DType::F16, DType::F32, DType::U8] {
+            for layout in Layout::ALL {
+                let mut chooser = LayoutChooser::new(dtype);
+                chooser.add(&data[..2048]).unwrap();
+                chooser.add(&data[2048..]).unwrap();
+                chooser.end_message();
+                let (hists, messages) = chooser.into_sample(layout);
+                let expected = stream_histograms(dtype, layout, &data).unwrap();
+                let counts = |h: &[Histogram]| h.iter().map(|h| h.counts).collect::<Vec<_>>();
+                assert_eq!(counts(&hists), counts(&expected), "{dtype} {layout}");
+                assert_eq!(counts(&messages[0]), counts(&expected), "{dtype} {layout}: the message's own");
+            }
+        }
+    }
 
     #[test]
     fn classes_take_layer_numbers_out_and_fold_small_ones() {
