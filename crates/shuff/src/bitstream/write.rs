@@ -39,8 +39,9 @@ fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &PairEncodeTable, single: &[u32
     }
     let mut blocks = syms.chunks_exact(4);
     for block in &mut blocks {
-        let four = u32::from_le_bytes(block.try_into().expect("chunks of 4"));
-        for pair in [four & 0xffff, four >> 16] {
+        // Each pair loaded on its own: a load that zero-extends, where one 4-byte load needed a
+        // zero-extension and a shift to take it apart.
+        for pair in [u32::from(u16::from_le_bytes([block[0], block[1]])), u32::from(u16::from_le_bytes([block[2], block[3]]))] {
             let (code, len) = (codes[pair as usize], lens[pair as usize]);
             if !ALL_FIT && len == 0 {
                 // ≤ 7 + 27 pending: flush, two codes of ≤ 16 bits, flush.
