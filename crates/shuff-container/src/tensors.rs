@@ -387,12 +387,16 @@ struct Batch {
 }
 
 impl Batch {
-    fn read<S: Source + ?Sized>(&mut self, source: &S, pieces: Vec<Piece>) -> Result<(), ContainerError> {
+    fn code<S: Source + ?Sized>(
+        &mut self,
+        source: &S,
+        pieces: Vec<Piece>,
+        tensors: &[TensorEntry],
+        books: &[Option<Arc<Family>>],
+        opts: EncodeOptions,
+    ) -> Result<(), ContainerError> {
         self.pieces = pieces;
-        read_batch(source, &self.pieces, &mut self.input)
-    }
-
-    fn code(&mut self, tensors: &[TensorEntry], books: &[Option<Arc<Family>>], opts: EncodeOptions) -> Result<(), ContainerError> {
+        read_batch(source, &self.pieces, &mut self.input)?;
         let base = self.pieces[0].start;
         let input = &self.input;
         self.frames.resize_with(self.frames.len().max(self.pieces.len()), Vec::new);
@@ -490,26 +494,12 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
     writer.safetensors_header(&header)?;
     let opts = PIECE_OPTIONS;
     let mut coded = vec![false; tensors.len()];
-    let tensors_for_reader = &tensors;
-    // A pipeline of three: the reader thread reads batch k + 2 and the writer thread writes batch
-    // k while this one codes batch k + 1 (writing alone kept a core idle a third of the time;
-    // reading here between batches left the thread pool idle while the kernel copied the next
-    // batch in). Buffers travel round, so memory is three batches whatever the file's size.
-    let (to_coder, to_code) = std::sync::mpsc::sync_channel::<Batch>(0);
+    // A pipeline of two: the writer thread writes batch k while this one reads and codes batch
+    // k + 1 (writing alone kept a core idle a third of the time). Buffers travel back and forth,
+    // so memory is two batches whatever the file's size.
     let (to_writer, written) = std::sync::mpsc::sync_channel::<Batch>(0);
     let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
     let finished = std::thread::scope(|scope| {
-        let reader_thread = scope.spawn(move || -> Result<(), ContainerError> {
-            let mut spare = vec![Batch::default(), Batch::default(), Batch::default()];
-            for pieces in batches(&tensors_for_reader) {
-                let mut b = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
-                b.read(source, pieces)?;
-                if to_coder.send(b).is_err() {
-                    break; // the coder stopped: its error is the one to report
-                }
-            }
-            Ok(())
-        });
         let writer_thread = scope.spawn(move || -> Result<(W, u64), ContainerError> {
             for b in written {
                 b.write(&mut writer)?;
@@ -519,8 +509,10 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
             writer.finish()
         });
         let coding = (|| -> Result<(), ContainerError> {
-            for mut b in to_code {
-                b.code(&tensors, &books, opts)?;
+            let mut spare = vec![Batch::default(), Batch::default()];
+            for pieces in batches(&tensors) {
+                let mut b = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
+                b.code(source, pieces, &tensors, &books, opts)?;
                 for (p, n) in b.pieces.iter().zip(&b.lens) {
                     coded[p.tensor] |= n.is_some();
                 }
@@ -532,9 +524,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
         })();
         drop(to_writer);
         let written = writer_thread.join().expect("the writer thread does not panic");
-        let read = reader_thread.join().expect("the reader thread does not panic");
-        // The first failure in pipeline order: reading, then coding, then writing.
-        read.and(coding).and(written)
+        coding.and(written)
     });
     let (out, output_bytes) = finished?;
     let summary = Compressed { tensors_coded: coded.iter().filter(|&&c| c).count(), classes, input_bytes: source.len(), output_bytes };
