@@ -11,7 +11,7 @@ pub(crate) fn lane_capacity(m: usize) -> usize {
 }
 
 /// Codes `syms` into `buf` (LSB-first) and returns the bytes written: `syms` is read four at a
-/// time (one load) and looked up as two pairs in the two-symbol table, with the two pairs (≤ 54
+/// time, as two pairs (a 2-byte load each) looked up in the two-symbol table, with the two pairs (≤ 54
 /// bits) between 8-byte flushes, so at most 7 + 54 bits are ever pending in the 64-bit
 /// accumulator. A pair too long for the table is written as two symbols between extra flushes.
 #[inline(always)]
