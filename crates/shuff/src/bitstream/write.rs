@@ -11,8 +11,8 @@ pub(crate) fn lane_capacity(m: usize) -> usize {
 }
 
 /// Codes `syms` into `buf` (LSB-first) and returns the bytes written: `syms` is read four at a
-/// time, as two pairs (a 2-byte load each) looked up in the two-symbol table, with the two pairs (≤ 54
-/// bits) between 8-byte flushes, so at most 7 + 54 bits are ever pending in the 64-bit
+/// time, as two pairs (a 2-byte load each) looked up in the two-symbol table, with the two pairs
+/// (≤ 54 bits) between 8-byte flushes, so at most 7 + 54 bits are ever pending in the 64-bit
 /// accumulator. A pair too long for the table is written as two symbols between extra flushes.
 #[inline(always)]
 fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &PairEncodeTable, single: &[u32; 256], syms: &[u8], buf: &mut [u8]) -> usize {
