@@ -289,11 +289,12 @@ impl std::io::Write for FullDisk {
     }
 }
 
-/// Reading, coding and writing run on three threads: a failure in any of them ends the others
-/// and is the error reported (no hang, no panic), in the first batch, a middle one or the last.
+/// Compression reads and codes a batch while a writer thread writes the one before: a failure on
+/// either side ends the other and is the error reported (no hang, no panic), in the first batch,
+/// a middle one or the last.
 #[test]
 fn read_and_write_failures_while_compressing_are_io_errors() {
-    // Real bf16 tensors tiled to six 12 MiB tensors: three batches of the pipeline.
+    // Real bf16 tensors tiled to six 12 MiB tensors: three batches (`BATCH_BYTES`).
     let sample = std::fs::read(repo().join("tests/data/minilm-sample/step004.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&sample).unwrap();
     let real: Vec<u8> = st.tensors().into_iter().filter(|(_, t)| t.dtype() == Dtype::BF16).flat_map(|(_, t)| t.data().to_vec()).collect();
