@@ -5,7 +5,7 @@
 use crate::bitstream::read::{decode_lanes, decode_tail, LaneReader};
 use crate::codebook::{partial_stream_code, Codebook, KernelChoice, StreamCode};
 use crate::codebook::Fingerprint;
-use crate::encode::{stream_refs, SCRATCH};
+use crate::encode::{grown, stream_refs, SCRATCH};
 use crate::frame::{lane_span, read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES};
 use crate::layout;
 
@@ -66,9 +66,7 @@ fn decode_chunk(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, d
     }
     let n = out.len() / k;
     let direct = k == 1;
-    if !direct {
-        symbols.resize(out.len(), 0);
-    }
+    let symbols = if direct { &mut [][..] } else { grown(symbols, out.len()) };
     let mut pos = 1;
     for (s, code) in codes.iter().enumerate() {
         let dst: &mut [u8] = if direct { &mut *out } else { &mut symbols[s * n..(s + 1) * n] };

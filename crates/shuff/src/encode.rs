@@ -69,6 +69,15 @@ thread_local! {
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The first `len` bytes of a reused scratch buffer that only ever grows: resizing it down for a
+/// message's short last chunk and up again for the next message's first zero-filled the difference.
+pub(crate) fn grown(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
+}
+
 /// Encodes one chunk of tensor bytes into `out` (which has room for the worst case); returns the
 /// bytes written.
 fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usize, chunk: &[u8], out: &mut [u8], scratch: &mut Scratch) -> usize {
@@ -76,9 +85,9 @@ fn encode_chunk(codes: &[&StreamCode], dtype: DType, layout: Layout, lanes: usiz
     let symbols: &[u8] = if k == 1 {
         chunk
     } else {
-        scratch.symbols.resize(chunk.len(), 0);
-        layout::to_symbols(dtype, layout, chunk, &mut scratch.symbols).expect("chunks hold whole elements");
-        &scratch.symbols
+        let symbols = grown(&mut scratch.symbols, chunk.len());
+        layout::to_symbols(dtype, layout, chunk, symbols).expect("chunks hold whole elements");
+        symbols
     };
     let n = chunk.len() / k;
     // The last lane is the longest: n / lanes + the remainder (< lanes).
