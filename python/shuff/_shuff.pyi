@@ -4,6 +4,7 @@ from typing import Any
 
 __version__: str
 CHUNK_BYTES: int
+SELECT_STRIDE: int
 MAX_HEADER_BYTES: int
 
 class ShuffError(ValueError):
@@ -40,8 +41,9 @@ class Family:
     def dtype(self) -> str: ...
     @property
     def layout(self) -> str: ...
-    def choose(self, data: Any, stride: int = 17) -> list[int]:
-        """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest."""
+    def choose(self, data: Any, stride: int = ...) -> list[int]:
+        """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest
+        (by default the encoder's own sample, 1/SELECT_STRIDE)."""
     def drift(self, counts: list[list[int]], threshold_pp: float = 1.0) -> tuple[float, bool]:
         """(excess over the counts' entropy in pp of compressibility, whether above `threshold_pp`),
         each stream under the member the encoder would pick."""

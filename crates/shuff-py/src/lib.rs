@@ -163,8 +163,9 @@ impl PyFamily {
     fn layout(&self) -> &'static str {
         self.inner.layout().name()
     }
-    /// Per stream, the member that codes a 1/`stride` sample of `data` (tensor bytes) smallest.
-    #[pyo3(signature = (data, stride=17))]
+    /// Per stream, the member that codes a 1/`stride` sample of `data` (tensor bytes) smallest
+    /// (by default the encoder's own sample, 1/`SELECT_STRIDE`).
+    #[pyo3(signature = (data, stride=shuff::measure::SELECT_STRIDE))]
     fn choose(&self, py: Python<'_>, data: &Bound<'_, PyAny>, stride: usize) -> PyResult<Vec<u8>> {
         let bytes = Bytes::new(data)?;
         let fam = Arc::clone(&self.inner);
@@ -738,6 +739,7 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyContainerFile>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CHUNK_BYTES", shuff::frame::CHUNK_BYTES)?;
+    m.add("SELECT_STRIDE", shuff::measure::SELECT_STRIDE)?;
     m.add("MAX_HEADER_BYTES", shuff::frame::MAX_HEADER_BYTES)?;
     Ok(())
 }

@@ -72,8 +72,9 @@ _SIGNATURES = {
     "shuff_decode_plan": "pqqiippqppppppp",
     "shuff_sample_histogram": "pqiiiipq",
 }
-# Every stride-th element is counted to choose a family's members (shuff::Family::choose's stride).
-FAMILY_SAMPLE_STRIDE = 17
+# Every stride-th element is counted to choose a family's members: the CPU encoder's sample
+# (shuff::measure::SELECT_STRIDE), so that the GPU picks the members the CPU would.
+FAMILY_SAMPLE_STRIDE = _shuff.SELECT_STRIDE
 for _k in (1, 2, 4):
     _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
     _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
