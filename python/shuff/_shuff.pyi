@@ -4,7 +4,6 @@ from typing import Any
 
 __version__: str
 CHUNK_BYTES: int
-SELECT_STRIDE: int
 MAX_HEADER_BYTES: int
 
 class ShuffError(ValueError):
@@ -41,9 +40,9 @@ class Family:
     def dtype(self) -> str: ...
     @property
     def layout(self) -> str: ...
-    def choose(self, data: Any, stride: int = ...) -> list[int]:
+    def choose(self, data: Any, stride: int | None = None) -> list[int]:
         """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest
-        (by default the encoder's own sample, 1/SELECT_STRIDE)."""
+        (by default the encoder's own sample: select_stride of the element count)."""
     def drift(self, counts: list[list[int]], threshold_pp: float = 1.0) -> tuple[float, bool]:
         """(excess over the counts' entropy in pp of compressibility, whether above `threshold_pp`),
         each stream under the member the encoder would pick."""
@@ -125,6 +124,10 @@ def stream_histograms(data: Any, dtype: str, layout: str) -> list[list[int]]:
     `Trainer.add` counts them."""
 def max_frame_size(dtype: str, layout: str, nbytes: int) -> int:
     """The worst-case frame size for `nbytes` of tensor data."""
+
+def select_stride(elements: int) -> int:
+    """The stride of the sample from which the encoder picks a family's members for a message of
+    `elements` elements (the GPU coder samples with it too)."""
 
 def save_file(tensors: list[tuple[str, str, list[int], Any]], path: str | PathLike[str], book: CodebookSet | None = None,
               metadata: dict[str, str] | None = None) -> None:

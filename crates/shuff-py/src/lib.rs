@@ -164,12 +164,13 @@ impl PyFamily {
         self.inner.layout().name()
     }
     /// Per stream, the member that codes a 1/`stride` sample of `data` (tensor bytes) smallest
-    /// (by default the encoder's own sample, 1/`SELECT_STRIDE`).
-    #[pyo3(signature = (data, stride=shuff::measure::SELECT_STRIDE))]
-    fn choose(&self, py: Python<'_>, data: &Bound<'_, PyAny>, stride: usize) -> PyResult<Vec<u8>> {
+    /// (by default the encoder's own sample: `select_stride` of the element count).
+    #[pyo3(signature = (data, stride=None))]
+    fn choose(&self, py: Python<'_>, data: &Bound<'_, PyAny>, stride: Option<usize>) -> PyResult<Vec<u8>> {
         let bytes = Bytes::new(data)?;
         let fam = Arc::clone(&self.inner);
         let k = fam.layout().stream_count(fam.dtype());
+        let stride = stride.unwrap_or_else(|| shuff::measure::select_stride(bytes.slice().len() / fam.dtype().size()));
         let m = released(py, || fam.choose(bytes.slice(), stride))?;
         Ok(m[..k].to_vec())
     }
@@ -627,6 +628,13 @@ fn measure(
     ))
 }
 
+/// The stride of the sample from which the encoder picks a family's members for a message of
+/// `elements` elements (`shuff::measure::select_stride`; the GPU coder samples with it too).
+#[pyfunction]
+fn select_stride(elements: usize) -> usize {
+    shuff::measure::select_stride(elements)
+}
+
 /// Worst-case frame size for `nbytes` of tensor data.
 #[pyfunction]
 fn max_frame_size(dtype: &str, layout: &str, nbytes: usize) -> PyResult<usize> {
@@ -734,12 +742,12 @@ fn _shuff(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frame_header, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(max_frame_size, m)?)?;
+    m.add_function(wrap_pyfunction!(select_stride, m)?)?;
     m.add_function(wrap_pyfunction!(py_stream_histograms, m)?)?;
     m.add_function(wrap_pyfunction!(save_file, m)?)?;
     m.add_class::<PyContainerFile>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CHUNK_BYTES", shuff::frame::CHUNK_BYTES)?;
-    m.add("SELECT_STRIDE", shuff::measure::SELECT_STRIDE)?;
     m.add("MAX_HEADER_BYTES", shuff::frame::MAX_HEADER_BYTES)?;
     Ok(())
 }

@@ -129,7 +129,7 @@ impl Family {
 
     /// For each stream, the member that codes a strided sample of `data` (every `stride`-th
     /// element; 1 = exactly) in the fewest bits; ties go to the lower index. Use a stride coprime
-    /// to the row width (a prime, such as the encoder's [`SELECT_STRIDE`]). The same choice as
+    /// to the row width (a prime: the encoder's is [`select_stride`]). The same choice as
     /// [`Family::choose_from_histograms`] of the sample's histograms.
     ///
     /// This runs for every message the encoder codes, so it counts no histogram: each sampled
@@ -138,7 +138,7 @@ impl Family {
     /// member against it cost 6.5 µs per 64 KiB `bytes` message at a 1/17 sample (a fifth of the
     /// encode: the counters' store-to-load chains on repeated exponent bytes); the rows, 2.6 µs.
     ///
-    /// [`SELECT_STRIDE`]: crate::measure::SELECT_STRIDE
+    /// [`select_stride`]: crate::measure::select_stride
     pub fn choose(&self, data: &[u8], stride: usize) -> Result<[u8; MAX_STREAMS], MisalignedTensor> {
         if self.members.len() == 1 {
             layout::element_count(self.dtype(), data.len())?;
@@ -205,12 +205,12 @@ impl Family {
 
     /// Encodes `data` into `out` (at least [`max_frame_len`] bytes) with each stream coded by
     /// `members[s]`, or, with `None`, by the member [`Family::choose`] picks from a sample of every
-    /// [`SELECT_STRIDE`](crate::measure::SELECT_STRIDE)-th element.
+    /// [`select_stride`](crate::measure::select_stride)-th element.
     /// Returns the frame's length.
     pub fn encode_into(&self, data: &[u8], out: &mut [u8], opts: EncodeOptions, members: Option<[u8; MAX_STREAMS]>) -> Result<usize, FamilyEncodeError> {
         let members = match members {
             Some(m) => m,
-            None => self.choose(data, crate::measure::SELECT_STRIDE)?,
+            None => self.choose(data, crate::measure::select_stride(data.len() / self.dtype().size()))?,
         };
         self.check_members(members)?;
         Ok(encode_members_into(&self.books()[..self.members.len()], members, self.fingerprint.0 as u32, data, out, opts)?)
@@ -385,7 +385,7 @@ mod tests {
                 assert_eq!(family.members()[0].streams()[0].lengths()[usize::from(longest)], 16);
                 let mixed: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
                 for data in [vec![longest; 12_000 * dtype.size()], mixed] {
-                    for stride in [1, 7, crate::measure::SELECT_STRIDE] {
+                    for stride in [1, 7, 61] {
                         let hists = crate::stats::sampled_stream_histograms(dtype, layout, &data, stride).unwrap();
                         let bits = sampled_bits(dtype, layout, &family.lengths_by_symbol, &data, stride).unwrap();
                         for s in 0..k {

@@ -120,16 +120,33 @@ pub fn reference_max_len(book: &Codebook, provenance: Option<&Provenance>) -> u3
     base.max(book.max_len())
 }
 
-/// Stride of the sample from which the encoder picks a family's members: every 61st element.
+/// Strides of the sample from which the encoder picks a family's members, sparsest first:
+/// [`select_stride`] takes the first that still samples [`SELECT_MIN_SAMPLE`] elements.
 ///
-/// A prime: tensor rows are multiples of 16 or 64 wide, and a stride dividing the row width samples
-/// the same few columns of every row — which, with per-channel scales, biased the estimate by 2% at
-/// stride 16. Its size trades the choice's cost against its aim. Measured on held-out steps of
-/// three captures (6 classes, both layouts, `bytes` with a 9-member family): 64 KiB messages
-/// code 0.018–0.022 pp larger than with a 1/17 sample (0.25–0.59 pp smaller than with the class
-/// code alone), whole tensors ≤ 0.01 pp in total; choosing costs 0.9 µs per 64 KiB instead of 2.6
-/// (encode with the choice 1.97 GB/s instead of 1.87, one core, class code alone 2.03).
-pub const SELECT_STRIDE: usize = 61;
+/// Primes: tensor rows are multiples of 16 or 64 wide (times 3, 5 or 7 at most), and a stride
+/// dividing the row width samples the same few columns of every row — which, with per-channel
+/// scales, biased the estimate by 2% at stride 16.
+pub const SELECT_STRIDES: [usize; 5] = [61, 31, 17, 13, 11];
+
+/// The fewest elements the member choice samples where the message has them (at the densest
+/// stride, 11, a smaller message gives fewer).
+///
+/// The sample's size trades the choice's cost against its aim, and the aim depends on the number
+/// of elements sampled, not on the fraction. Measured on held-out steps of three captures (6
+/// classes, both layouts), against a 1/17 sample: messages of 64 KiB at 1/61 (537 bf16
+/// elements) code 0.018–0.022 pp larger, of 16 KiB at 1/61 (134) 0.05–0.06 pp, of 8 KiB (67)
+/// 0.07–0.09 pp; whole tensors at 1/61 ≤ 0.01 pp in total. Choosing costs ~1.4 ns a sampled
+/// bf16 element (`bytes`, one core): 0.9 µs per 64 KiB instead of 2.6 at 1/17, encode with the
+/// choice 1.98 GB/s instead of 1.87 (class code alone 2.03).
+pub const SELECT_MIN_SAMPLE: usize = 512;
+
+/// The stride of the member choice's sample for a message of `elements` elements: the sparsest of
+/// [`SELECT_STRIDES`] that samples at least [`SELECT_MIN_SAMPLE`] of them, else the densest. The
+/// encoder, `eval` and the GPU coder all sample with it, so that they pick the same members.
+pub fn select_stride(elements: usize) -> usize {
+    let densest = SELECT_STRIDES[SELECT_STRIDES.len() - 1];
+    SELECT_STRIDES.iter().copied().find(|&p| elements / p >= SELECT_MIN_SAMPLE).unwrap_or(densest)
+}
 
 /// Measures tensor bytes `data` (one message) against the codebook `family` (its dtype and
 /// layout), with per-message Huffman codes of at most `max_len` bits. The encoder codes a message
@@ -149,7 +166,7 @@ pub fn measure(
     } else {
         let piece = (piece_bytes.max(1) / book.dtype().size()).max(1) * book.dtype().size();
         let chosen_bits = |p: &[u8], hists: &[Histogram]| -> Result<u64, MeasureError> {
-            let chosen = family.choose(p, SELECT_STRIDE)?;
+            let chosen = family.choose(p, select_stride(p.len() / book.dtype().size()))?;
             Ok(hists.iter().enumerate().map(|(s, h)| family.members()[usize::from(chosen[s])].streams()[s].coded_bits(h)).sum())
         };
         if data.len() <= piece {
@@ -173,4 +190,31 @@ pub fn measure(
         class_code_bits: book.coded_bits(&hists),
         stored_bits: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The member choice samples at least `SELECT_MIN_SAMPLE` elements where the message has
+    /// them, never more than it must, with a prime stride that does not shrink as messages grow.
+    #[test]
+    fn the_choice_samples_enough_elements_and_no_more() {
+        let mut last = 0;
+        for elements in (0..200_000).step_by(97).chain([32_768, 1 << 20, 1 << 30]) {
+            let p = select_stride(elements);
+            assert!((2..p).all(|d| p % d != 0), "{p} is not prime");
+            assert!(p >= last, "stride {p} after {last} for a larger message");
+            last = p;
+            if elements >= SELECT_MIN_SAMPLE * 11 {
+                assert!(elements / p >= SELECT_MIN_SAMPLE, "{elements} elements, stride {p}");
+            }
+            if p != SELECT_STRIDES[0] {
+                let sparser = SELECT_STRIDES[SELECT_STRIDES.iter().position(|&q| q == p).unwrap() - 1];
+                assert!(elements / sparser < SELECT_MIN_SAMPLE, "{elements} elements: {sparser} would do");
+            }
+        }
+        // 64 KiB of bf16 is sampled 1/61; 16 KiB 1/13.
+        assert_eq!((select_stride(32_768), select_stride(8_192)), (61, 13));
+    }
 }

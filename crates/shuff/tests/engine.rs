@@ -305,7 +305,7 @@ fn every_lane_kernel_decodes_the_same_frames_alike() {
 }
 
 /// Real gradients of a later step, coded by the class code and by its exponent-shift family (the
-/// encoder choosing each stream's member from a 1/61 sample): the family's frame is never
+/// encoder choosing each stream's member from a sample): the family's frame is never
 /// meaningfully larger, and it decodes with the family.
 #[test]
 fn shift_family_codes_real_gradients_no_larger_than_the_class_code() {

@@ -72,9 +72,6 @@ _SIGNATURES = {
     "shuff_decode_plan": "pqqiippqppppppp",
     "shuff_sample_histogram": "pqiiiipq",
 }
-# Every stride-th element is counted to choose a family's members: the CPU encoder's sample
-# (shuff::measure::SELECT_STRIDE), so that the GPU picks the members the CPU would.
-FAMILY_SAMPLE_STRIDE = _shuff.SELECT_STRIDE
 for _k in (1, 2, 4):
     _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
     _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
@@ -204,15 +201,17 @@ class Coder:
 
     def choose(self, data: Any, family: Any) -> list[int]:
         """The members of `family` that code `data` smallest, per stream: the sample counted on the
-        device (every FAMILY_SAMPLE_STRIDE-th element), the choice made by the Rust core from the
-        counts — the members shuff::Family::choose picks on the CPU."""
+        device (every stride-th element, the CPU encoder's stride: shuff::measure::select_stride),
+        the choice made by the Rust core from the counts — the members shuff::Family::choose picks
+        on the CPU."""
         k, rotate = _geometry(family)
         es = _ELEMENT_SIZE[_first(family).dtype]
         elements = int(data.size) // es
-        threads = -(-elements // FAMILY_SAMPLE_STRIDE)
+        stride = _shuff.select_stride(elements)
+        threads = -(-elements // stride)
         counts = self.xp.zeros(k * 256, dtype=self.xp.uint32)
         if threads:
-            self.backend.launch("shuff_sample_histogram", threads, [data, elements, es, k, rotate, FAMILY_SAMPLE_STRIDE, counts, threads])
+            self.backend.launch("shuff_sample_histogram", threads, [data, elements, es, k, rotate, stride, counts, threads])
         host = self.backend.to_host(counts).reshape(k, 256).astype(np.uint64)
         return family.choose_from_counts([row.tolist() for row in host])
 
