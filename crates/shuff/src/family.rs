@@ -248,7 +248,8 @@ fn sampled_bits(dtype: DType, layout: Layout, rows: &[[LengthRow; 256]], data: &
     // per stream), and each block's totals move into 64-bit ones. (Written as arrays of 16-bit
     // totals, LLVM split the sum into eight 2-lane vector adds with spills.)
     layout::element_count(dtype, data.len())?;
-    let block = 1023 * stride.max(1) * dtype.size();
+    // (Saturating: a caller may pass any stride.)
+    let block = 1023usize.saturating_mul(stride.max(1)).saturating_mul(dtype.size());
     let mut bits = [[0u64; MAX_MEMBERS]; MAX_STREAMS];
     for part in data.chunks(block) {
         let mut run: [LengthRow; MAX_STREAMS] = [[0; 4]; MAX_STREAMS];

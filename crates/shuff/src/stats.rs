@@ -244,7 +244,9 @@ pub(crate) fn for_each_sampled_symbol(
     mut visit: impl FnMut(usize, u8),
 ) -> Result<(), crate::layout::MisalignedTensor> {
     let elements = crate::layout::element_count(dtype, data.len())?;
-    let (size, k, stride) = (dtype.size(), layout.stream_count(dtype), stride.max(1));
+    // A stride past the end samples element 0 alone, as any stride ≥ `elements` does; clamped, the
+    // positions below cannot overflow (`i + stride < 2 · elements`).
+    let (size, k, stride) = (dtype.size(), layout.stream_count(dtype), stride.clamp(1, elements.max(1)));
     let rotate = layout.rotates(dtype);
     // Plain index loops, one per element size: through `chunks_exact(size).step_by(stride)` and
     // an inner loop over a size known only at run time, LLVM kept the position in memory and the
