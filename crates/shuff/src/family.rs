@@ -136,7 +136,7 @@ impl Family {
     /// symbol adds its row of lengths (all members' side by side, 32 bytes) to 16-bit running
     /// totals — one vector add a symbol with AVX2. Counting a histogram and then scoring each
     /// member against it cost 6.5 µs per 64 KiB `bytes` message at a 1/17 sample (a fifth of the
-    /// encode: the counters' store-to-load chains on repeated exponent bytes); the rows, 2.6 µs.
+    /// encode: the counters' store-to-load chains on repeated exponent bytes); the rows, 2.3 µs.
     ///
     /// [`select_stride`]: crate::measure::select_stride
     pub fn choose(&self, data: &[u8], stride: usize) -> Result<[u8; MAX_STREAMS], MisalignedTensor> {

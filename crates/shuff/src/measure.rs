@@ -135,9 +135,9 @@ pub const SELECT_STRIDES: [usize; 5] = [61, 31, 17, 13, 11];
 /// of elements sampled, not on the fraction. Measured on held-out steps of three captures (6
 /// classes, both layouts), against a 1/17 sample: messages of 64 KiB at 1/61 (537 bf16
 /// elements) code 0.018–0.022 pp larger, of 16 KiB at 1/61 (134) 0.05–0.06 pp, of 8 KiB (67)
-/// 0.07–0.09 pp; whole tensors at 1/61 ≤ 0.01 pp in total. Choosing costs ~1.4 ns a sampled
-/// bf16 element (`bytes`, one core): 0.9 µs per 64 KiB instead of 2.6 at 1/17, encode with the
-/// choice 1.98 GB/s instead of 1.87 (class code alone 2.03).
+/// 0.07–0.09 pp; whole tensors at 1/61 ≤ 0.01 pp in total. Choosing among 9 members costs ~1.2
+/// ns a sampled bf16 element (`bytes`, one core): 0.7 µs per 64 KiB instead of 2.3 at 1/17,
+/// encode with the choice 1.99–2.00 GB/s instead of 1.87 (class code alone 2.03–2.05).
 pub const SELECT_MIN_SAMPLE: usize = 512;
 
 /// The stride of the member choice's sample for a message of `elements` elements: the sparsest of
