@@ -40,13 +40,13 @@ class Family:
     def dtype(self) -> str: ...
     @property
     def layout(self) -> str: ...
-    def choose(self, data: Any, stride: int | None = None) -> list[int]:
+    def choose(self, data: Any, stride: int | None = None) -> bytes:
         """Per stream, the member that codes a 1/stride sample of `data` (tensor bytes) smallest
         (by default the encoder's own sample: select_stride of the element count)."""
     def drift(self, counts: list[list[int]], threshold_pp: float = 1.0) -> tuple[float, bool]:
         """(excess over the counts' entropy in pp of compressibility, whether above `threshold_pp`),
         each stream under the member the encoder would pick."""
-    def choose_from_counts(self, counts: list[list[int]]) -> list[int]:
+    def choose_from_counts(self, counts: list[list[int]]) -> bytes:
         """`choose` from per-stream symbol counts counted elsewhere (the GPU coder's sample)."""
     def device_tables(self, members: list[int]) -> bytes: ...
     def frame_header(self, nbytes: int, lanes: int, members: list[int]) -> bytes: ...

@@ -151,6 +151,12 @@ def test_a_shift_family_codes_real_gradients_and_names_its_members(steps):
     x = pick(steps[4])
     frame = shuff.encode_frame(x, family)
     assert len(frame) <= len(shuff.encode_frame(x, book)) * 1.001
+    # The frame names the members Family.choose picks from the encoder's own sample.
+    raw = shuff.byte_view(x)
+    chosen = family.choose(raw)
+    assert chosen == family.choose(raw, shuff._shuff.select_stride(x.numel()))
+    assert list(shuff._shuff.frame_header_info(frame)["members"][:2]) == list(chosen)
+    assert len(family.choose(raw, 2**64 - 1)) == 2  # any stride: element 0 alone
     assert same_bits(shuff.decode_frame_into(frame, family, torch.empty_like(x)), x)
     forced = shuff.encode_frame(x, family, members=[0, 1])
     assert list(shuff._shuff.frame_header_info(forced)["members"][:2]) == [0, 1]
