@@ -199,7 +199,7 @@ class Coder:
             self._tables[key] = t
         return t
 
-    def choose(self, data: Any, family: Any) -> list[int]:
+    def choose(self, data: Any, family: Any) -> bytes:
         """The members of `family` that code `data` smallest, per stream: the sample counted on the
         device (every stride-th element, the CPU encoder's stride: shuff::measure::select_stride),
         the choice made by the Rust core from the counts — the members shuff::Family::choose picks
