@@ -386,7 +386,7 @@ mod tests {
                 assert_eq!(family.members()[0].streams()[0].lengths()[usize::from(longest)], 16);
                 let mixed: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
                 for data in [vec![longest; 12_000 * dtype.size()], mixed] {
-                    for stride in [1, 7, 61] {
+                    for stride in [1, 7, 61, usize::MAX] {
                         let hists = crate::stats::sampled_stream_histograms(dtype, layout, &data, stride).unwrap();
                         let bits = sampled_bits(dtype, layout, &family.lengths_by_symbol, &data, stride).unwrap();
                         for s in 0..k {
