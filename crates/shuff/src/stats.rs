@@ -219,8 +219,9 @@ pub fn stream_histograms(
 }
 
 /// Per-stream histograms of every `stride`-th element of a tensor under `layout` (`stride` 1: all
-/// of it, as [`stream_histograms`]), counted straight from the tensor's bytes: what a family's
-/// choice samples, on the send path, so nothing is gathered or allocated per symbol.
+/// of it, as [`stream_histograms`]), counted straight from the tensor's bytes: the sample a
+/// family's choice reads ([`crate::Family::choose`] adds code lengths instead of counting; its
+/// choice is [`crate::Family::choose_from_histograms`] of these, as the GPU coder makes it).
 pub fn sampled_stream_histograms(
     dtype: crate::DType,
     layout: crate::Layout,
