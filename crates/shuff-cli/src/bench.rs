@@ -72,6 +72,9 @@ pub struct Row {
     pub memcpy_gbps: f64,
     pub encode_vs_huff0: f64,
     pub decode_vs_huff0: f64,
+    /// Microseconds of the encode spent choosing the family's members (0 for a family of one),
+    /// timed alone in the same turns.
+    pub choice_us: f64,
     pub shuff_bytes: usize,
     pub huff0_bytes: usize,
 }
@@ -141,9 +144,11 @@ pub fn bench_size(
     if !huff0_decompress(&mut h, &hout, &blocks, &mut back) || back != msg {
         bail!("huff0 round trip failed at {size} bytes");
     }
-    // Each timed coder writes its own buffers, so that all five can take turns.
+    // Each timed coder writes its own buffers, so that all can take turns; the member choice (part
+    // of shuff's encode) is also timed alone, to show what it costs.
     let (mut enc_frame, mut hdec_back, mut copy_back) = (frame.clone(), back.clone(), back.clone());
     let (mut h_enc, mut hout_enc, mut blocks_enc) = (Huff0::new(), hout.clone(), Vec::new());
+    let stride = shuff::measure::select_stride(size / elem);
     let times = median_secs_interleaved(
         &mut [
             &mut || drop(black_box(book.encode_into(black_box(&msg), &mut enc_frame, opts, None))),
@@ -151,10 +156,11 @@ pub fn bench_size(
             &mut || { black_box(huff0_compress(&mut h_enc, black_box(&msg), &mut hout_enc, &mut blocks_enc)); },
             &mut || { black_box(huff0_decompress(&mut h, black_box(&hout), &blocks, &mut hdec_back)); },
             &mut || copy_back.copy_from_slice(black_box(&msg)),
+            &mut || drop(black_box(book.choose(black_box(&msg), stride))),
         ],
         samples,
     );
-    let [enc, dec, henc, hdec, mcpy] = times[..] else { unreachable!("five coders timed") };
+    let [enc, dec, henc, hdec, mcpy, choice] = times[..] else { unreachable!("six timed") };
 
     let gbps = |t: f64| size as f64 / t / 1e9;
     Ok(Row {
@@ -167,6 +173,7 @@ pub fn bench_size(
         memcpy_gbps: gbps(mcpy),
         encode_vs_huff0: henc / enc,
         decode_vs_huff0: hdec / dec,
+        choice_us: if book.members().len() > 1 { choice * 1e6 } else { 0.0 },
         shuff_bytes: frame_len,
         huff0_bytes,
     })
@@ -174,7 +181,7 @@ pub fn bench_size(
 
 pub fn print_rows(rows: &[Row]) {
     let mut t = crate::table::new(
-        &["size", "threads", "shuff enc GB/s", "shuff dec GB/s", "huff0 enc GB/s", "huff0 dec GB/s", "memcpy GB/s", "enc ×huff0", "dec ×huff0", "shuff bytes", "huff0 bytes"],
+        &["size", "threads", "shuff enc GB/s", "shuff dec GB/s", "huff0 enc GB/s", "huff0 dec GB/s", "memcpy GB/s", "enc ×huff0", "dec ×huff0", "choice µs", "shuff bytes", "huff0 bytes"],
         1,
     );
     for r in rows {
@@ -188,6 +195,7 @@ pub fn print_rows(rows: &[Row]) {
             format!("{:.1}", r.memcpy_gbps),
             format!("{:.2}×", r.encode_vs_huff0),
             format!("{:.2}×", r.decode_vs_huff0),
+            format!("{:.2}", r.choice_us),
             r.shuff_bytes.to_string(),
             r.huff0_bytes.to_string(),
         ]);
