@@ -1,6 +1,6 @@
 //! Arbitrary bytes as a codebook set (JSON or binary): loading returns a typed error or a set
 //! whose every codebook is a valid prefix code that survives a save/load round trip and
-//! encodes and decodes data.
+//! encodes and decodes data, with its family's members named or chosen from a sample.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +30,15 @@ fuzz_target!(|data: &[u8]| {
         let last = (class.family.members().len() - 1) as u8;
         let frame = class.family.encode(tensor, EncodeOptions::default(), Some([last; shuff::frame::MAX_STREAMS])).expect("whole elements");
         let mut out = vec![0u8; tensor.len()];
+        class.family.decode_into(&frame, &mut out).expect("own family frame decodes");
+        assert_eq!(out, tensor);
+        // And with the members the encoder picks from its sample, which must be the ones the
+        // sample's histograms pick.
+        let stride = shuff::measure::select_stride(tensor.len() / size);
+        let chosen = class.family.choose(tensor, stride).expect("whole elements");
+        let hists = shuff::stats::sampled_stream_histograms(book.dtype(), book.layout(), tensor, stride).expect("whole elements");
+        assert_eq!(chosen, class.family.choose_from_histograms(&hists));
+        let frame = class.family.encode(tensor, EncodeOptions::default(), None).expect("whole elements");
         class.family.decode_into(&frame, &mut out).expect("own family frame decodes");
         assert_eq!(out, tensor);
     }
