@@ -146,15 +146,7 @@ impl Family {
         }
         let rows = &*self.lengths_by_symbol;
         let (dtype, layout) = (self.dtype(), self.layout());
-        #[cfg(target_arch = "x86_64")]
-        let bits = if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { sampled_bits_avx2(dtype, layout, rows, data, stride)? }
-        } else {
-            sampled_bits(dtype, layout, rows, data, stride)?
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let bits = sampled_bits(dtype, layout, rows, data, stride)?;
+        let bits = avx2_or!(sampled_bits_avx2(dtype, layout, rows, data, stride), sampled_bits(dtype, layout, rows, data, stride))?;
         let mut members = [0u8; MAX_STREAMS];
         for (member, b) in members.iter_mut().zip(&bits).take(rows.len()) {
             *member = least(&b[..self.members.len()]);

@@ -169,26 +169,11 @@ pub fn to_symbols(dtype: DType, layout: Layout, data: &[u8], out: &mut [u8]) -> 
 // Each transform runs a vector loop where the CPU has AVX2 (a shuffle and a permute move 16 bf16
 // or 8 f32 elements; the scalar loops vectorize only by LLVM's whim: bf16 `planes` split at 1.6
 // GB/s, `exponent` at 10) and finishes the elements it leaves with the scalar loop, which is also
-// the whole transform elsewhere. Tests check both against each other on every length.
-
-/// Runs an AVX2 loop of [`simd`] where the CPU has AVX2: the elements it transformed (0 elsewhere).
-macro_rules! avx2_prefix {
-    ($call:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        let done = if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { $call }
-        } else {
-            0
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
-        done
-    }};
-}
+// the whole transform elsewhere (`avx2_or!`: the vector loop's count of elements done, or 0).
+// Tests check both against each other on every length.
 
 fn split2<const ROTATE: bool>(data: &[u8], (lo, hi): (&mut [u8], &mut [u8])) {
-    let done = avx2_prefix!(simd::split2::<ROTATE>(data, lo, hi));
+    let done = avx2_or!(simd::split2::<ROTATE>(data, lo, hi), 0);
     split2_scalar::<ROTATE>(&data[2 * done..], (&mut lo[done..], &mut hi[done..]));
 }
 
@@ -204,7 +189,7 @@ fn split4<const ROTATE: bool>(data: &[u8], out: &mut [u8], n: usize) {
     let (s1, rest) = rest.split_at_mut(n);
     let (s2, s3) = rest.split_at_mut(n);
     let mut streams = [s0, s1, s2, s3];
-    let done = avx2_prefix!(simd::split4::<ROTATE>(data, &mut streams));
+    let done = avx2_or!(simd::split4::<ROTATE>(data, &mut streams), 0);
     split4_scalar::<ROTATE>(&data[4 * done..], streams.map(|s| &mut s[done..]));
 }
 
@@ -216,7 +201,7 @@ fn split4_scalar<const ROTATE: bool>(data: &[u8], [s0, s1, s2, s3]: [&mut [u8]; 
 }
 
 fn join2<const ROTATE: bool>((lo, hi): (&[u8], &[u8]), out: &mut [u8]) {
-    let done = avx2_prefix!(simd::join2::<ROTATE>(lo, hi, out));
+    let done = avx2_or!(simd::join2::<ROTATE>(lo, hi, out), 0);
     join2_scalar::<ROTATE>((&lo[done..], &hi[done..]), &mut out[2 * done..]);
 }
 
@@ -232,7 +217,7 @@ fn join4<const ROTATE: bool>(symbols: &[u8], out: &mut [u8], n: usize) {
     let (s1, rest) = rest.split_at(n);
     let (s2, s3) = rest.split_at(n);
     let streams = [s0, s1, s2, s3];
-    let done = avx2_prefix!(simd::join4::<ROTATE>(streams, out));
+    let done = avx2_or!(simd::join4::<ROTATE>(streams, out), 0);
     join4_scalar::<ROTATE>(streams.map(|s| &s[done..]), &mut out[4 * done..]);
 }
 

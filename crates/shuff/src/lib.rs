@@ -24,6 +24,24 @@
 
 #![warn(missing_docs)]
 
+/// `$avx2` — a call of a function compiled with `#[target_feature(enable = "avx2")]` — where the
+/// CPU has AVX2, else `$portable`. The one run-time dispatch for AVX2 code (layout transforms,
+/// the member choice's sample).
+macro_rules! avx2_or {
+    ($avx2:expr, $portable:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let result = if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { $avx2 }
+        } else {
+            $portable
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let result = $portable;
+        result
+    }};
+}
+
 pub mod codebook;
 pub mod dtype;
 pub mod huffman;
