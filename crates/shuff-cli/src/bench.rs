@@ -72,8 +72,8 @@ pub struct Row {
     pub memcpy_gbps: f64,
     pub encode_vs_huff0: f64,
     pub decode_vs_huff0: f64,
-    /// Microseconds of the encode spent choosing the family's members (0 for a family of one),
-    /// timed alone in the same turns.
+    /// Microseconds of the encode spent choosing the family's members (next to none for a family
+    /// of one), timed alone in the same turns.
     pub choice_us: f64,
     pub shuff_bytes: usize,
     pub huff0_bytes: usize,
@@ -148,7 +148,6 @@ pub fn bench_size(
     // of shuff's encode) is also timed alone, to show what it costs.
     let (mut enc_frame, mut hdec_back, mut copy_back) = (frame.clone(), back.clone(), back.clone());
     let (mut h_enc, mut hout_enc, mut blocks_enc) = (Huff0::new(), hout.clone(), Vec::new());
-    let stride = shuff::measure::select_stride(size / elem);
     let times = median_secs_interleaved(
         &mut [
             &mut || drop(black_box(book.encode_into(black_box(&msg), &mut enc_frame, opts, None))),
@@ -156,7 +155,7 @@ pub fn bench_size(
             &mut || { black_box(huff0_compress(&mut h_enc, black_box(&msg), &mut hout_enc, &mut blocks_enc)); },
             &mut || { black_box(huff0_decompress(&mut h, black_box(&hout), &blocks, &mut hdec_back)); },
             &mut || copy_back.copy_from_slice(black_box(&msg)),
-            &mut || drop(black_box(book.choose(black_box(&msg), stride))),
+            &mut || drop(black_box(book.encoder_choice(black_box(&msg)))),
         ],
         samples,
     );
@@ -173,7 +172,7 @@ pub fn bench_size(
         memcpy_gbps: gbps(mcpy),
         encode_vs_huff0: henc / enc,
         decode_vs_huff0: hdec / dec,
-        choice_us: if book.members().len() > 1 { choice * 1e6 } else { 0.0 },
+        choice_us: choice * 1e6,
         shuff_bytes: frame_len,
         huff0_bytes,
     })

@@ -170,8 +170,10 @@ impl PyFamily {
         let bytes = Bytes::new(data)?;
         let fam = Arc::clone(&self.inner);
         let k = fam.layout().stream_count(fam.dtype());
-        let stride = stride.unwrap_or_else(|| shuff::measure::select_stride(bytes.slice().len() / fam.dtype().size()));
-        let m = released(py, || fam.choose(bytes.slice(), stride))?;
+        let m = released(py, || match stride {
+            Some(stride) => fam.choose(bytes.slice(), stride),
+            None => fam.encoder_choice(bytes.slice()),
+        })?;
         Ok(m[..k].to_vec())
     }
     /// `choose` from per-stream symbol counts (one list of 256 per stream) counted elsewhere (the

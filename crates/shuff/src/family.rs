@@ -154,6 +154,12 @@ impl Family {
         Ok(members)
     }
 
+    /// The members the encoder picks for `data` when the caller names none: [`Family::choose`] on
+    /// every [`select_stride`](crate::measure::select_stride)-th element.
+    pub fn encoder_choice(&self, data: &[u8]) -> Result<[u8; MAX_STREAMS], MisalignedTensor> {
+        self.choose(data, crate::measure::select_stride(data.len() / self.dtype().size()))
+    }
+
     /// For each stream `s`, the member that codes symbols counted in `hists[s]` in the fewest bits
     /// (ties: the lower index) — the choice [`Family::choose`] makes, for coders that count their
     /// sample themselves (the GPU coder counts on the device). Streams without a histogram get 0.
@@ -196,13 +202,12 @@ impl Family {
     }
 
     /// Encodes `data` into `out` (at least [`max_frame_len`] bytes) with each stream coded by
-    /// `members[s]`, or, with `None`, by the member [`Family::choose`] picks from a sample of every
-    /// [`select_stride`](crate::measure::select_stride)-th element.
+    /// `members[s]`, or, with `None`, by the members of [`Family::encoder_choice`].
     /// Returns the frame's length.
     pub fn encode_into(&self, data: &[u8], out: &mut [u8], opts: EncodeOptions, members: Option<[u8; MAX_STREAMS]>) -> Result<usize, FamilyEncodeError> {
         let members = match members {
             Some(m) => m,
-            None => self.choose(data, crate::measure::select_stride(data.len() / self.dtype().size()))?,
+            None => self.encoder_choice(data)?,
         };
         self.check_members(members)?;
         Ok(encode_members_into(&self.books()[..self.members.len()], members, self.fingerprint.0 as u32, data, out, opts)?)

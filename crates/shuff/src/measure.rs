@@ -166,7 +166,7 @@ pub fn measure(
     } else {
         let piece = (piece_bytes.max(1) / book.dtype().size()).max(1) * book.dtype().size();
         let chosen_bits = |p: &[u8], hists: &[Histogram]| -> Result<u64, MeasureError> {
-            let chosen = family.choose(p, select_stride(p.len() / book.dtype().size()))?;
+            let chosen = family.encoder_choice(p)?;
             Ok(hists.iter().enumerate().map(|(s, h)| family.members()[usize::from(chosen[s])].streams()[s].coded_bits(h)).sum())
         };
         if data.len() <= piece {
