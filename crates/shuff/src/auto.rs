@@ -144,18 +144,23 @@ impl LayoutChooser {
         // summed, so the block is counted twice (planes, exponent), not three times.
         let planes = stream_histograms(self.dtype, Layout::Planes, block)?;
         for ((layout, acc), cur) in self.hists.iter_mut().zip(&mut self.current) {
-            let hists = match layout {
-                Layout::Planes => planes.clone(),
+            let owned;
+            let hists: &[Histogram] = match layout {
+                Layout::Planes => &planes,
                 Layout::Bytes => {
                     let mut all = Histogram::new();
                     planes.iter().for_each(|h| all.merge(h));
-                    vec![all]
+                    owned = vec![all];
+                    &owned
                 }
-                Layout::Exponent => stream_histograms(self.dtype, Layout::Exponent, block)?,
+                Layout::Exponent => {
+                    owned = stream_histograms(self.dtype, Layout::Exponent, block)?;
+                    &owned
+                }
             };
             for ((a, c), h) in acc.iter_mut().zip(cur.iter_mut()).zip(hists) {
-                a.merge(&h);
-                c.merge(&h);
+                a.merge(h);
+                c.merge(h);
             }
         }
         Ok(())
