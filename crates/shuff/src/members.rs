@@ -318,16 +318,15 @@ fn lloyd(
             .expect("some code")
     };
     let mut codes: Vec<Lengths> = fixed.to_vec();
+    // Each message's own entropy in bits, once: recomputed in every seeding round below it was
+    // most of the time of training a family (256 logarithms per message per round).
+    let own_bits: Vec<f64> = messages.iter().map(|h| h.entropy() * h.total() as f64).collect();
     // Farthest-first: the message with the most bits beyond its own entropy under the codes so far.
     for _ in 0..k {
         let worst = messages
             .iter()
-            .map(|h| {
-                (
-                    best_of(h, &codes).1 as f64 - h.entropy() * h.total() as f64,
-                    *h,
-                )
-            })
+            .zip(&own_bits)
+            .map(|(h, own)| (best_of(h, &codes).1 as f64 - own, *h))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         match worst {
             Some((excess, h)) if excess > 0.0 => codes.push(code_for(
