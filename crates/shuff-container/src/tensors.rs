@@ -314,14 +314,28 @@ fn train<S: Source + ?Sized>(source: &S, tensors: &[TensorEntry], name: &str, fa
             (class, layout)
         })
         .collect();
+    // Classes train their families in parallel (each is independent; clustering a class's
+    // messages was a single-threaded 0.4 s of compressing a 3 GB checkpoint); the set is filled
+    // in class order, so the result does not depend on the schedule.
+    let jobs: Vec<(&str, DType, shuff::Layout, (Vec<Histogram>, Vec<Vec<Histogram>>))> = members
+        .iter()
+        .filter_map(|(&class, idx)| {
+            let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
+            Some((class, dtype, layouts[class]?, hists.remove(class)?))
+        })
+        .collect();
+    let built: Vec<_> = jobs
+        .into_par_iter()
+        .map(|(class, dtype, layout, (h, messages))| {
+            let messages = if families { messages } else { Vec::new() };
+            build_family(dtype, layout, &h, messages, concat!("shuff ", env!("CARGO_PKG_VERSION")))
+                .map(|built| (class, built))
+                .map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
     let mut set = CodebookSet::new(name);
-    for (class, idx) in &members {
-        let (Some(layout), Some((h, messages))) = (layouts[class], hists.remove(class)) else { continue };
-        let dtype = tensors[idx[0]].shuff_dtype().expect("classed tensors have a dtype");
-        let messages = if families { messages } else { Vec::new() };
-        let (family, prov) = build_family(dtype, layout, &h, messages, concat!("shuff ", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| ContainerError::Codebook(format!("class `{class}`: {e}")))?;
-        set.insert_family(*class, family, prov);
+    for (class, (family, prov)) in built {
+        set.insert_family(class, family, prov);
     }
     let plan = plan.into_iter().map(|c| c.filter(|c| set.get(c).is_some())).collect();
     Ok((set, plan))
