@@ -8,6 +8,12 @@ use crate::ContainerError;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The output's write buffer: it gathers the small writes (segment headers, the index), while a
+/// write at least this large goes straight to the file. Segments are up to 16 MiB, most of a
+/// checkpoint's frames a few hundred KiB to 1 MiB: a 1 MiB buffer copied nearly every byte of the
+/// output once more (4.7% of `compress`'s CPU time, beside the lane staging).
+const OUTPUT_BUFFER_BYTES: usize = 64 << 10;
+
 /// An output file being written.
 pub struct AtomicFile {
     tmp: BufWriter<tempfile::NamedTempFile>,
@@ -59,7 +65,7 @@ impl AtomicFile {
         let tmp = builder
             .tempfile_in(dir)
             .map_err(ContainerError::io(format!("creating a temporary file in {}", dir.display())))?;
-        Ok(AtomicFile { tmp: BufWriter::with_capacity(1 << 20, tmp), dest: dest.to_path_buf(), overwrite })
+        Ok(AtomicFile { tmp: BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, tmp), dest: dest.to_path_buf(), overwrite })
     }
 
     /// Flushes, fsyncs and renames the file into place.
