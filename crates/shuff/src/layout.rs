@@ -151,19 +151,31 @@ pub fn element_count(dtype: DType, len: usize) -> Result<usize, MisalignedTensor
 pub fn to_symbols(dtype: DType, layout: Layout, data: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
     let n = element_count(dtype, data.len())?;
     assert_eq!(out.len(), data.len(), "to_symbols: output must be as long as the input");
-    let size = dtype.size();
-    if layout == Layout::Bytes || size == 1 {
-        out.copy_from_slice(data);
-        return Ok(());
+    let k = layout.stream_count(dtype);
+    let (mut streams, mut rest) = (Vec::with_capacity(k), out);
+    for _ in 0..k {
+        let (stream, tail) = std::mem::take(&mut rest).split_at_mut(n * dtype.size() / k);
+        streams.push(stream);
+        rest = tail;
     }
-    match (size, layout.rotates(dtype)) {
-        (2, true) => split2::<true>(data, out.split_at_mut(n)),
-        (2, false) => split2::<false>(data, out.split_at_mut(n)),
-        (4, true) => split4::<true>(data, out, n),
-        (4, false) => split4::<false>(data, out, n),
-        _ => unreachable!("element sizes are 1, 2 or 4"),
-    }
+    to_streams(dtype, layout, data, &mut streams);
     Ok(())
+}
+
+/// [`to_symbols`] into one slice per stream (`layout.stream_count(dtype)` of them, each one byte
+/// per element of `data`, which holds whole elements), wherever each lives: the encoder writes a
+/// stream it stores raw straight into the frame.
+pub(crate) fn to_streams(dtype: DType, layout: Layout, data: &[u8], streams: &mut [&mut [u8]]) {
+    let k = layout.stream_count(dtype);
+    assert!(data.len() % dtype.size() == 0 && streams.len() == k && streams.iter().all(|s| s.len() == data.len() / k), "to_streams: one stream per byte of an element");
+    match (streams, layout.rotates(dtype)) {
+        ([one], _) => one.copy_from_slice(data),
+        ([lo, hi], true) => split2::<true>(data, (lo, hi)),
+        ([lo, hi], false) => split2::<false>(data, (lo, hi)),
+        ([s0, s1, s2, s3], true) => split4::<true>(data, [s0, s1, s2, s3]),
+        ([s0, s1, s2, s3], false) => split4::<false>(data, [s0, s1, s2, s3]),
+        _ => unreachable!("layouts have 1, 2 or 4 streams"),
+    }
 }
 
 // Each transform runs a vector loop where the CPU has AVX2 (a shuffle and a permute move 16 bf16
@@ -184,11 +196,7 @@ fn split2_scalar<const ROTATE: bool>(data: &[u8], (lo, hi): (&mut [u8], &mut [u8
     }
 }
 
-fn split4<const ROTATE: bool>(data: &[u8], out: &mut [u8], n: usize) {
-    let (s0, rest) = out.split_at_mut(n);
-    let (s1, rest) = rest.split_at_mut(n);
-    let (s2, s3) = rest.split_at_mut(n);
-    let mut streams = [s0, s1, s2, s3];
+fn split4<const ROTATE: bool>(data: &[u8], mut streams: [&mut [u8]; 4]) {
     let done = avx2_or!(simd::split4::<ROTATE>(data, &mut streams), 0);
     split4_scalar::<ROTATE>(&data[4 * done..], streams.map(|s| &mut s[done..]));
 }
@@ -212,11 +220,7 @@ fn join2_scalar<const ROTATE: bool>((lo, hi): (&[u8], &[u8]), out: &mut [u8]) {
     }
 }
 
-fn join4<const ROTATE: bool>(symbols: &[u8], out: &mut [u8], n: usize) {
-    let (s0, rest) = symbols.split_at(n);
-    let (s1, rest) = rest.split_at(n);
-    let (s2, s3) = rest.split_at(n);
-    let streams = [s0, s1, s2, s3];
+fn join4<const ROTATE: bool>(streams: [&[u8]; 4], out: &mut [u8]) {
     let done = avx2_or!(simd::join4::<ROTATE>(streams, out), 0);
     join4_scalar::<ROTATE>(streams.map(|s| &s[done..]), &mut out[4 * done..]);
 }
@@ -348,19 +352,25 @@ mod simd {
 pub fn from_symbols(dtype: DType, layout: Layout, symbols: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
     let n = element_count(dtype, symbols.len())?;
     assert_eq!(out.len(), symbols.len(), "from_symbols: output must be as long as the input");
-    let size = dtype.size();
-    if layout == Layout::Bytes || size == 1 {
-        out.copy_from_slice(symbols);
-        return Ok(());
-    }
-    match (size, layout.rotates(dtype)) {
-        (2, true) => join2::<true>(symbols.split_at(n), out),
-        (2, false) => join2::<false>(symbols.split_at(n), out),
-        (4, true) => join4::<true>(symbols, out, n),
-        (4, false) => join4::<false>(symbols, out, n),
-        _ => unreachable!("element sizes are 1, 2 or 4"),
-    }
+    let k = layout.stream_count(dtype);
+    let streams: Vec<&[u8]> = (0..k).map(|s| &symbols[s * n * dtype.size() / k..(s + 1) * n * dtype.size() / k]).collect();
+    from_streams(dtype, layout, &streams, out);
     Ok(())
+}
+
+/// Inverse of [`to_streams`]: tensor bytes from one slice per stream, wherever each lives (the
+/// decoder reads a raw stream straight from the frame).
+pub(crate) fn from_streams(dtype: DType, layout: Layout, streams: &[&[u8]], out: &mut [u8]) {
+    let k = layout.stream_count(dtype);
+    assert!(out.len() % dtype.size() == 0 && streams.len() == k && streams.iter().all(|s| s.len() == out.len() / k), "from_streams: one stream per byte of an element");
+    match (streams, layout.rotates(dtype)) {
+        (&[one], _) => out.copy_from_slice(one),
+        (&[lo, hi], true) => join2::<true>((lo, hi), out),
+        (&[lo, hi], false) => join2::<false>((lo, hi), out),
+        (&[s0, s1, s2, s3], true) => join4::<true>([s0, s1, s2, s3], out),
+        (&[s0, s1, s2, s3], false) => join4::<false>([s0, s1, s2, s3], out),
+        _ => unreachable!("layouts have 1, 2 or 4 streams"),
+    }
 }
 
 /// Splits tensor bytes into owned streams (convenience over [`to_symbols`]).

@@ -125,6 +125,50 @@ fn constant_streams_take_one_byte() {
     assert_eq!(decode(&book, &frame).unwrap(), zeros);
 }
 
+/// Streams whose code is flat, ahead of the first coded one, are written by the layout transform
+/// straight into the chunk: each stays there raw, or takes one byte when it is constant, the raw
+/// streams after a constant one moving up to close the gap — the same frame as coding them
+/// through scratch.
+#[test]
+fn flat_streams_are_stored_in_place_raw_or_constant() {
+    let mut skewed = Histogram::new();
+    skewed.counts.iter_mut().enumerate().for_each(|(s, c)| *c = if s % 16 == 0 { 10_000 } else { 1 });
+    let d = skewed.distribution().unwrap();
+    let coded = Codebook::from_distributions(DType::F32, Layout::Planes, &[d.clone(), d.clone(), d.clone(), d], 12).unwrap();
+    let lengths = |s: usize| coded.streams()[s].lengths().to_vec();
+    // f32 `planes`: the two low bytes flat (stored raw), the two high bytes coded.
+    let book = Codebook::from_lengths(DType::F32, Layout::Planes, &[vec![8; 256], vec![8; 256], lengths(2), lengths(3)]).unwrap();
+    let n = 4096;
+    let element = |i: usize, constant: [bool; 2]| {
+        let noise = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes();
+        let b = |k: usize| if constant[k] { 7 } else { noise[k + 1] };
+        [b(0), b(1), (noise[3] & 3) * 16, 16 * (i % 3) as u8]
+    };
+    let frame_of = |constant: [bool; 2]| {
+        let data: Vec<u8> = (0..n).flat_map(|i| element(i, constant)).collect();
+        let frame = encode(&book, &data, opts(true)).unwrap();
+        assert_eq!(decode(&book, &frame).unwrap(), data, "constant streams {constant:?}");
+        frame
+    };
+    let all_raw = frame_of([false, false]);
+    for constant in [[true, false], [false, true], [true, true]] {
+        let frame = frame_of(constant);
+        let info = FrameInfo::parse(&frame).unwrap();
+        // One chunk, so no chunk table: the chunk's mode byte follows the header.
+        let modes = frame[info.header_len];
+        for s in 0..2 {
+            assert_eq!((modes >> (2 * s)) & 3, if constant[s] { 2 } else { 1 }, "stream {s} of {constant:?}");
+        }
+        assert_eq!((modes >> 4) & 15, 0, "the high bytes are coded");
+        let saved = constant.iter().filter(|&&c| c).count() * (n - 1);
+        assert_eq!(frame.len(), all_raw.len() - saved, "{constant:?}");
+    }
+    // Across many chunks, in parallel too.
+    let data: Vec<u8> = (0..300_000).flat_map(|i| element(i, [i / 20_000 % 2 == 0, i / 30_000 % 2 == 1])).collect();
+    let frame = encode(&book, &data, opts(true)).unwrap();
+    assert_eq!(decode(&book, &frame).unwrap(), data);
+}
+
 /// The promised bound: never more than input + header + 8 bytes per 64 KiB chunk.
 fn bound(len: usize) -> usize {
     len + shuff::frame::MAX_HEADER_BYTES + 8 * len.div_ceil(65536).max(1)
