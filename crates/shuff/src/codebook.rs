@@ -180,6 +180,8 @@ pub struct StreamCode {
     max_len: u32,
     /// Complete code with every code ≤ DECODE_TABLE_BITS: every primary-table entry is a symbol.
     single_lookup: bool,
+    /// Every symbol has an 8-bit code (see [`StreamCode::is_flat`]); asked for every chunk.
+    flat: bool,
     /// The lookup the decoder's lane loop makes (see [`LaneKernel`]).
     kernel: LaneKernel,
     fingerprint: Fingerprint,
@@ -413,7 +415,8 @@ impl StreamCode {
         // bound by the chain lookup → shift, and taking the length out of the high byte first
         // lengthened it by a cycle (mantissa bytes: 1.20 → 1.29 GB/s in the `exponent` layout).
         let singles = Box::new(decode.map(|e| e.rotate_left(8)));
-        StreamCode { lengths, codes, encode, decode, pairs, singles, quads, pair_encode: Default::default(), long, max_len, single_lookup, kernel, fingerprint }
+        let flat = lengths.iter().all(|&l| l == 8);
+        StreamCode { lengths, codes, encode, decode, pairs, singles, quads, pair_encode: Default::default(), long, max_len, single_lookup, flat, kernel, fingerprint }
     }
 
     /// Code length of every symbol, in bits.
@@ -549,7 +552,7 @@ impl StreamCode {
 
     /// Whether every symbol has an 8-bit code: coding then cannot gain and a stream is best sent raw.
     pub fn is_flat(&self) -> bool {
-        self.lengths.iter().all(|&l| l == 8)
+        self.flat
     }
 
     /// Exact coded size in bits of symbols with histogram `h`.
@@ -615,7 +618,7 @@ pub const RAW_STREAM_MAX_GAIN: f64 = 0.001;
 /// [`RAW_STREAM_MAX_GAIN`]: what a codebook's stream is built from.
 pub(crate) fn stream_lengths(d: &Distribution, max_len: u32) -> Result<Vec<u8>, CodeError> {
     let lengths = huffman::limited_lengths(&floored_weights(d), max_len)?;
-    let bits: f64 = d.p.iter().zip(&lengths).map(|(&p, &l)| p * f64::from(l)).sum();
+    let bits = d.expected_length(lengths.as_slice().try_into().expect("256 lengths"));
     Ok(if bits >= 8.0 * (1.0 - RAW_STREAM_MAX_GAIN) { vec![8; 256] } else { lengths })
 }
 
@@ -766,7 +769,7 @@ mod tests {
         };
         let saving = |d: &Distribution| {
             let lengths = huffman::limited_lengths(&floored_weights(d), 16).unwrap();
-            (1.0 - d.p.iter().zip(&lengths).map(|(&p, &l)| p * f64::from(l)).sum::<f64>() / 8.0, lengths)
+            (1.0 - d.expected_length(lengths.as_slice().try_into().unwrap()) / 8.0, lengths)
         };
         let (small, huffman_lengths) = saving(&tilted(1));
         assert!(small > 0.0 && small < RAW_STREAM_MAX_GAIN, "the test needs a code that saves a little: {small}");
