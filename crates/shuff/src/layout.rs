@@ -149,12 +149,12 @@ pub fn element_count(dtype: DType, len: usize) -> Result<usize, MisalignedTensor
 /// Rewrites tensor bytes (`data`, little-endian elements) into symbol order in `out`
 /// (same length): the streams of `layout` back to back.
 pub fn to_symbols(dtype: DType, layout: Layout, data: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
-    let n = element_count(dtype, data.len())?;
+    element_count(dtype, data.len())?;
     assert_eq!(out.len(), data.len(), "to_symbols: output must be as long as the input");
     let k = layout.stream_count(dtype);
     let (mut streams, mut rest) = (Vec::with_capacity(k), out);
     for _ in 0..k {
-        let (stream, tail) = std::mem::take(&mut rest).split_at_mut(n * dtype.size() / k);
+        let (stream, tail) = std::mem::take(&mut rest).split_at_mut(data.len() / k);
         streams.push(stream);
         rest = tail;
     }
@@ -350,10 +350,11 @@ mod simd {
 
 /// Inverse of [`to_symbols`]: rebuilds tensor bytes from symbol order.
 pub fn from_symbols(dtype: DType, layout: Layout, symbols: &[u8], out: &mut [u8]) -> Result<(), MisalignedTensor> {
-    let n = element_count(dtype, symbols.len())?;
+    element_count(dtype, symbols.len())?;
     assert_eq!(out.len(), symbols.len(), "from_symbols: output must be as long as the input");
     let k = layout.stream_count(dtype);
-    let streams: Vec<&[u8]> = (0..k).map(|s| &symbols[s * n * dtype.size() / k..(s + 1) * n * dtype.size() / k]).collect();
+    let per = symbols.len() / k;
+    let streams: Vec<&[u8]> = (0..k).map(|s| &symbols[s * per..(s + 1) * per]).collect();
     from_streams(dtype, layout, &streams, out);
     Ok(())
 }
