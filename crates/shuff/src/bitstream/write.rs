@@ -37,24 +37,36 @@ fn encode_lane_pairs<const ALL_FIT: bool>(pairs: &PairEncodeTable, single: &[u32
             n += e >> 16;
         };
     }
-    let mut blocks = syms.chunks_exact(4);
-    for block in &mut blocks {
-        // Each pair loaded on its own: a load that zero-extends, where one 4-byte load needed a
-        // zero-extension and a shift to take it apart.
-        for pair in [u32::from(u16::from_le_bytes([block[0], block[1]])), u32::from(u16::from_le_bytes([block[2], block[3]]))] {
-            let (code, len) = (codes[pair as usize], lens[pair as usize]);
-            if !ALL_FIT && len == 0 {
-                // ≤ 7 + 27 pending: flush, two codes of ≤ 16 bits, flush.
-                flush!();
-                single!(pair & 0xff);
-                single!(pair >> 8);
-                flush!();
-                continue;
+    macro_rules! block {
+        ($block:expr) => {
+            let block = $block;
+            // Each pair loaded on its own: a load that zero-extends, where one 4-byte load needed a
+            // zero-extension and a shift to take it apart.
+            for pair in [u32::from(u16::from_le_bytes([block[0], block[1]])), u32::from(u16::from_le_bytes([block[2], block[3]]))] {
+                let (code, len) = (codes[pair as usize], lens[pair as usize]);
+                if !ALL_FIT && len == 0 {
+                    // ≤ 7 + 27 pending: flush, two codes of ≤ 16 bits, flush.
+                    flush!();
+                    single!(pair & 0xff);
+                    single!(pair >> 8);
+                    flush!();
+                    continue;
+                }
+                bits |= u64::from(code) << n;
+                n += u32::from(len);
             }
-            bits |= u64::from(code) << n;
-            n += u32::from(len);
-        }
-        flush!();
+            flush!();
+        };
+    }
+    // Two blocks an iteration: the loop's own counting is paid once per eight symbols.
+    let mut eights = syms.chunks_exact(8);
+    for eight in &mut eights {
+        block!(&eight[..4]);
+        block!(&eight[4..]);
+    }
+    let mut blocks = eights.remainder().chunks_exact(4);
+    for b in &mut blocks {
+        block!(b);
     }
     for &s in blocks.remainder() {
         single!(s);
