@@ -166,33 +166,44 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
+/// Decodes the chunks into `out` and checks the frame's CRC-32, if it has one, taken chunk by chunk
+/// as each is decoded, while it is in cache (see [`crate::crc`]).
 fn decode_chunks(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
     let chunks = Chunks::new(info, frame, pos)?;
+    let crc_of = |o: &[u8]| if info.checksum.is_some() { crc32fast::hash(o) } else { 0 };
     #[cfg(feature = "parallel")]
     if chunks.left >= 8 && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         let chunks: Vec<&[u8]> = chunks.collect();
-        return out.par_chunks_mut(CHUNK_BYTES).zip(chunks.par_iter()).try_for_each(|(o, c)| {
-            SCRATCH.with(|s| decode_chunk(codes, choice, info, c, o, &mut s.borrow_mut().symbols))
-        });
+        let crcs = out
+            .par_chunks_mut(CHUNK_BYTES)
+            .zip(chunks.par_iter())
+            .map(|(o, c)| {
+                SCRATCH.with(|s| decode_chunk(codes, choice, info, c, o, &mut s.borrow_mut().symbols))?;
+                Ok(crc_of(o))
+            })
+            .collect::<Result<Vec<u32>, DecodeError>>()?;
+        return verify_checksum(info, crate::crc::of_chunks(&crcs, out.len()));
     }
-    SCRATCH.with(|s| {
+    let found = SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
+        let mut crc = crc32fast::Hasher::new();
         for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
             decode_chunk(codes, choice, info, c, o, &mut s.symbols)?;
+            if info.checksum.is_some() {
+                crc.update(o);
+            }
         }
-        Ok(())
-    })
+        Ok(crc.finalize())
+    })?;
+    verify_checksum(info, found)
 }
 
-fn verify_checksum(info: &FrameInfo, out: &[u8]) -> Result<(), DecodeError> {
-    if let Some(expected) = info.checksum {
-        let found = crc32fast::hash(out);
-        if found != expected {
-            return Err(DecodeError::ChecksumMismatch { expected, found });
-        }
+fn verify_checksum(info: &FrameInfo, found: u32) -> Result<(), DecodeError> {
+    match info.checksum {
+        Some(expected) if found != expected => Err(DecodeError::ChecksumMismatch { expected, found }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Decodes a frame made by [`crate::encode::encode_into`] with `book` into `out`, which must be
@@ -234,8 +245,7 @@ pub(crate) fn decode_members_into(books: &[&Codebook], family_fingerprint: Finge
     }
     check_output(&info, out)?;
     let codes = stream_refs(books, info.members, k);
-    decode_chunks(&codes[..k], choice, &info, frame, info.header_len, out)?;
-    verify_checksum(&info, out)
+    decode_chunks(&codes[..k], choice, &info, frame, info.header_len, out)
 }
 
 /// Decodes a frame into a new buffer (allocated only once the frame is long enough to hold what
@@ -271,6 +281,5 @@ pub fn decode_three_stage_into(frame: &[u8], out: &mut [u8]) -> Result<(), Decod
         codes.push(partial_stream_code(lengths).ok_or_else(|| DecodeError::Corrupt(format!("stream {s}: code lengths are not a prefix code")))?);
     }
     let codes: Vec<&StreamCode> = codes.iter().collect();
-    decode_chunks(&codes, KernelChoice::default(), &info, frame, pos, out)?;
-    verify_checksum(&info, out)
+    decode_chunks(&codes, KernelChoice::default(), &info, frame, pos, out)
 }

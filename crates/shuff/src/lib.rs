@@ -61,6 +61,7 @@ pub mod measure;
 pub mod train;
 pub use train::{Rule, Trainer};
 mod bitstream;
+mod crc;
 pub mod decode;
 pub mod device;
 pub mod encode;

@@ -66,6 +66,31 @@ fn large_messages_round_trip_through_parallel_chunks() {
         assert_eq!(decode(&book, &frame).unwrap(), big);
         let serial = encode(&book, &big, EncodeOptions { checksum: true, parallel: false, ..Default::default() }).unwrap();
         assert_eq!(serial, frame, "parallel and serial encoders must produce the same frame");
+        // The checksum, put together from the chunks' own, is the CRC-32 of the tensor bytes.
+        assert_eq!(FrameInfo::parse(&frame).unwrap().checksum, Some(crc32fast::hash(&big)));
+    }
+}
+
+#[test]
+fn a_wrong_checksum_is_caught_on_the_serial_and_the_parallel_path() {
+    let book = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
+    let data = real_bf16(4);
+    // One chunk (serial) and 24 chunks (parallel where there are threads).
+    for len in [4096, data.len().min(3 << 19)] {
+        let msg: Vec<u8> = data.iter().cycle().take(len).copied().collect();
+        let mut frame = encode(&book, &msg, opts(true)).unwrap();
+        let info = FrameInfo::parse(&frame).unwrap();
+        // The checksum is the header's last field.
+        let at = info.header_len - 4;
+        assert_eq!(frame[at..info.header_len], info.checksum.unwrap().to_le_bytes());
+        frame[at] ^= 1;
+        match decode(&book, &frame) {
+            Err(DecodeError::ChecksumMismatch { expected, found }) => {
+                assert_eq!(found, crc32fast::hash(&msg));
+                assert_eq!(expected, found ^ 1);
+            }
+            other => panic!("{len} bytes: a flipped checksum gave {other:?}"),
+        }
     }
 }
 
