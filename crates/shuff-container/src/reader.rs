@@ -6,7 +6,7 @@ use crate::format::{
     TRAILER_BYTES,
 };
 use crate::source::Source;
-use crate::tensors::{parse_header, TensorEntry};
+use crate::tensors::{grown, parse_header, TensorEntry};
 use crate::{ContainerError, BATCH_BYTES};
 use rayon::prelude::*;
 use shuff::{CodebookSet, Family, FrameInfo};
@@ -240,13 +240,14 @@ impl<S: Source> Container<S> {
     /// checked against the index.
     /// (Into `buf`, which callers reuse: fresh pages for every batch cost more kernel time
     /// than the decoding.)
-    fn read_stored(&self, range: std::ops::Range<usize>, buf: &mut Vec<u8>) -> Result<(), ContainerError> {
+    /// Returns the bytes read, at the start of `buf` (which only grows: see [`grown`]).
+    fn read_stored(&self, range: std::ops::Range<usize>, buf: &mut Vec<u8>) -> Result<usize, ContainerError> {
         let (first, last) = (&self.segments[range.start], &self.segments[range.end - 1]);
         let end = last.offset + SEGMENT_HEADER_BYTES + last.header.stored_len;
         // Bounded: segments are at most MAX_SEGMENT_BYTES (+ frame overhead) each, and callers
         // read at most a batch.
-        buf.resize((end - first.offset) as usize, 0);
-        self.source.read_exact_at(buf, first.offset).map_err(ContainerError::io(format!("reading segments {}..{}", range.start, range.end)))?;
+        let len = (end - first.offset) as usize;
+        self.source.read_exact_at(grown(buf, len), first.offset).map_err(ContainerError::io(format!("reading segments {}..{}", range.start, range.end)))?;
         for (i, s) in self.segments[range.clone()].iter().enumerate() {
             let at = (s.offset - first.offset) as usize;
             let stored = SegmentHeader::parse(buf[at..at + SEGMENT_HEADER_BYTES as usize].try_into().expect("24 bytes"), (range.start + i) as u64)?;
@@ -254,13 +255,14 @@ impl<S: Source> Container<S> {
                 return Err(ContainerError::BadSegment { segment: (range.start + i) as u64, what: "its header differs from the index's copy".into() });
             }
         }
-        Ok(())
+        Ok(len)
     }
 
     /// A segment stored as it is (set, header), checked.
     fn read_plain(&self, i: usize) -> Result<Vec<u8>, ContainerError> {
         let mut buf = Vec::new();
-        self.read_stored(i..i + 1, &mut buf)?;
+        let len = self.read_stored(i..i + 1, &mut buf)?;
+        buf.truncate(len);
         buf.drain(..SEGMENT_HEADER_BYTES as usize);
         let crc = crc32fast::hash(&buf);
         if crc != self.segments[i].header.crc {
@@ -368,20 +370,23 @@ impl<S: Source> Container<S> {
         let data_start = self.data_start;
         // A pipeline of two, as in compression: the writer thread writes batch k while this one
         // reads and decodes batch k + 1; the (restored, stored) buffers travel back and forth.
-        let (to_writer, written) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<u8>)>(0);
-        let (recycle, recycled) = std::sync::mpsc::channel::<(Vec<u8>, Vec<u8>)>();
+        // (restored, stored, restored length): the buffers only grow, so that batches of varying
+        // sizes do not zero-fill the difference each time (1% of decompressing a checkpoint).
+        type Buffers = (Vec<u8>, Vec<u8>, usize);
+        let (to_writer, written) = std::sync::mpsc::sync_channel::<Buffers>(0);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Buffers>();
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<W, ContainerError> {
-                for (buf, stored) in written {
-                    out.write_all(&buf).map_err(ContainerError::io("writing the restored file"))?;
-                    progress(buf.len() as u64);
-                    let _ = recycle.send((buf, stored));
+                for (buf, stored, len) in written {
+                    out.write_all(&buf[..len]).map_err(ContainerError::io("writing the restored file"))?;
+                    progress(len as u64);
+                    let _ = recycle.send((buf, stored, len));
                 }
                 out.flush().map_err(ContainerError::io("writing the restored file"))?;
                 Ok(out)
             });
             let decoding = (|| -> Result<(), ContainerError> {
-                let mut spare = vec![(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+                let mut spare = vec![Buffers::default(), Buffers::default()];
                 let mut i = data_start;
                 while i < self.segments.len() {
                     let (mut j, mut bytes) = (i, 0u64);
@@ -389,10 +394,9 @@ impl<S: Source> Container<S> {
                         bytes += self.segments[j].header.restored_len;
                         j += 1;
                     }
-                    let (mut buf, mut stored) = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
-                    buf.resize(bytes as usize, 0);
-                    self.restore_segments(i..j, &mut stored, &mut buf)?;
-                    if to_writer.send((buf, stored)).is_err() {
+                    let (mut buf, mut stored, _) = spare.pop().or_else(|| recycled.recv().ok()).unwrap_or_default();
+                    self.restore_segments(i..j, &mut stored, grown(&mut buf, bytes as usize))?;
+                    if to_writer.send((buf, stored, bytes as usize)).is_err() {
                         break; // the writer failed: its error is the one to report
                     }
                     i = j;

@@ -231,7 +231,7 @@ fn read_batch<S: Source + ?Sized>(source: &S, batch: &[Piece], buf: &mut Vec<u8>
 
 /// The first `len` bytes of `buf`, which only ever grows: a reused buffer resized down and up
 /// again for pieces of varying sizes zero-filled the difference each time (6% of `compress`).
-fn grown(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+pub(crate) fn grown(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if buf.len() < len {
         buf.resize(len, 0);
     }

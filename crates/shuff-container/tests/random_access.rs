@@ -62,3 +62,22 @@ fn tensors_in_memory_compress_without_being_copied_into_one_file() {
     assert!(build_header(&[("a", "BF16", &[3], 8)], None).is_err(), "shape and length disagree");
     assert!(build_header(&[("a", "U8", &[1], 1), ("a", "U8", &[1], 1)], None).is_err(), "a name twice");
 }
+
+/// Batches of different sizes (a 24 MiB batch, a 30 MiB one, a 3 MiB one) restore exactly: the
+/// reader's buffers only grow, and each batch writes only its own bytes.
+#[test]
+fn a_file_whose_batches_differ_in_size_restores_exactly() {
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/minilm-sample/step004.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&sample).unwrap();
+    let real: Vec<u8> = st.tensors().into_iter().filter(|(_, t)| t.dtype() == safetensors::Dtype::BF16).flat_map(|(_, t)| t.data().to_vec()).collect();
+    let mib = |n: usize| -> Vec<u8> { real.iter().copied().cycle().take(n << 20).collect() };
+    let (a, b, c, d) = (mib(20), mib(4), mib(30), mib(3));
+    let shapes: Vec<[usize; 1]> = [&a, &b, &c, &d].iter().map(|t| [Vec::len(t) / 2]).collect();
+    let described: Vec<(&str, &str, &[usize], u64)> =
+        ["a", "b", "c", "d"].iter().zip(&shapes).map(|(n, s)| (*n, "BF16", &s[..], 2 * s[0] as u64)).collect();
+    let header = build_header(&described, None).unwrap();
+    let file: Vec<u8> = [&header[..], &a, &b, &c, &d].concat();
+    let packed = compress(&file[..], Coding::Trained { name: "t", families: false }, Vec::new(), &|_| ()).unwrap().0;
+    let restored = Container::open(&packed[..]).unwrap().restore_to(Vec::new(), &|_| ()).unwrap();
+    assert!(restored == file, "restored {} bytes of {}", restored.len(), file.len());
+}
