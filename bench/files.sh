@@ -20,10 +20,14 @@ cargo build --release -q -p shuff-cli
 size=$(stat -c %s "$file")
 cat "$file" > /dev/null  # page-cache the input
 median() { sort -n | sed -n 2p; }
-# run LABEL CMD...: 3 timed runs; prints "median_seconds peak_kb"
+# run OUTPUT CMD...: 3 timed runs, each writing OUTPUT afresh (removed before it, untimed: replacing
+# a 3 GB tmpfs file made every tool's system time vary 2x here, the old file's pages being freed
+# and new ones found while it wrote); prints "median_seconds peak_kb"
 run() {
-  local times=() peak=0 t m
+  local output=$1 times=() peak=0 t m
+  shift
   for _ in 1 2 3; do
+    rm -f "$output"
     /usr/bin/time -f "%e %M" -o "$out/time" "$@" > /dev/null 2>&1
     read -r t m < "$out/time"
     times+=("$t"); [ "$m" -gt "$peak" ] && peak=$m
@@ -40,12 +44,12 @@ row() {  # row TOOL PACKED "c_secs c_kb" "d_secs d_kb"
     "$(echo "$size / $cs / 1000000" | bc -l)" "$(echo "$size / $ds / 1000000" | bc -l)" "$((ck / 1024))" "$((dk / 1024))"
   rm -f "$out/back" "$2"
 }
-c=$(RAYON_NUM_THREADS=$threads run target/release/shuff compress -q -f -o "$out/x.shuff" "$file")
-d=$(RAYON_NUM_THREADS=$threads run target/release/shuff decompress -q -f -o "$out/back" "$out/x.shuff")
+c=$(RAYON_NUM_THREADS=$threads run "$out/x.shuff" target/release/shuff compress -q -f -o "$out/x.shuff" "$file")
+d=$(RAYON_NUM_THREADS=$threads run "$out/back" target/release/shuff decompress -q -f -o "$out/back" "$out/x.shuff")
 row "shuff compress" "$out/x.shuff" "$c" "$d"
-c=$(run zstd -q -f -3 -T"$threads" "$file" -o "$out/x.zst")
-d=$(run zstd -q -f -d -T"$threads" "$out/x.zst" -o "$out/back")
+c=$(run "$out/x.zst" zstd -q -f -3 -T"$threads" "$file" -o "$out/x.zst")
+d=$(run "$out/back" zstd -q -f -d -T"$threads" "$out/x.zst" -o "$out/back")
 row "zstd -3" "$out/x.zst" "$c" "$d"
-c=$(run "$py" bench/zipnn_file.py c "$file" "$out/x.znn" "$threads")
-d=$(run "$py" bench/zipnn_file.py d "$out/x.znn" "$out/back" "$threads")
+c=$(run "$out/x.znn" "$py" bench/zipnn_file.py c "$file" "$out/x.znn" "$threads")
+d=$(run "$out/back" "$py" bench/zipnn_file.py d "$out/x.znn" "$out/back" "$threads")
 row "ZipNN (bf16)" "$out/x.znn" "$c" "$d"
