@@ -19,7 +19,7 @@ use std::cell::RefCell;
 #[derive(Clone, Copy, Debug)]
 pub struct EncodeOptions {
     /// Store a CRC-32 of the tensor bytes in the header (taken chunk by chunk as they are coded,
-    /// while each is in cache: about 15 GB/s on this project's 2-core Xeon).
+    /// while each chunk is in cache: see `crc.rs`).
     pub checksum: bool,
     /// Code the chunks of large messages on rayon's thread pool.
     pub parallel: bool,
