@@ -223,7 +223,7 @@ pub type QuadEntry = [u8; 8];
 pub const QUAD_TABLE_BITS: u32 = 11;
 
 /// The lookup the decoder's lane loop makes at each step for one stream, chosen once per code
-/// (offline: no message pays for the choice) by [`LaneKernel::choose`].
+/// (offline: no message pays for the choice) by `LaneKernel::choose`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LaneKernel {
     /// One symbol a lookup in the single-symbol table: the fewest instructions a step (the output

@@ -9,7 +9,7 @@
 //! sample of the message ([`Family::choose`]) unless the caller names them.
 //!
 //! A family of one codebook is that codebook: same fingerprint, member 0, the same frames as
-//! [`crate::encode`] writes.
+//! [`crate::encode()`] writes.
 
 use crate::codebook::{Codebook, Fingerprint, Fnv1a};
 use crate::codebook::KernelChoice;

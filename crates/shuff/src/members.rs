@@ -1,4 +1,4 @@
-//! Which members a class's codebook [`Family`](crate::Family) gets: trained from the same per-message
+//! Which members a class's codebook [`Family`] gets: trained from the same per-message
 //! histograms as the class code, and kept only where they pay on messages they were not trained on.
 //!
 //! Frames name a member per stream, so members are chosen per stream: each stream gets a list of
