@@ -369,9 +369,9 @@ impl<S: Source> Container<S> {
         out.write_all(&self.header).map_err(ContainerError::io("writing the restored file"))?;
         let data_start = self.data_start;
         // A pipeline of two, as in compression: the writer thread writes batch k while this one
-        // reads and decodes batch k + 1; the (restored, stored) buffers travel back and forth.
-        // (restored, stored, restored length): the buffers only grow, so that batches of varying
-        // sizes do not zero-fill the difference each time (1% of decompressing a checkpoint).
+        // reads and decodes batch k + 1; the (restored, stored) buffers travel back and forth
+        // with the batch's restored length, as they only grow (resizing them to each batch
+        // zero-filled the difference: 1% of decompressing a checkpoint).
         type Buffers = (Vec<u8>, Vec<u8>, usize);
         let (to_writer, written) = std::sync::mpsc::sync_channel::<Buffers>(0);
         let (recycle, recycled) = std::sync::mpsc::channel::<Buffers>();

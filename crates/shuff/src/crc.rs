@@ -40,6 +40,16 @@ const fn zeros_operator(len: u64) -> u32 {
 /// Appending a whole chunk's worth of zero bytes, the common case, computed once.
 const CHUNK_ZEROS: u32 = zeros_operator(CHUNK_BYTES as u64);
 
+/// The CRC-32 of a chunk just coded (its bytes still in cache) when the frame carries one (`wanted`),
+/// else 0, which [`combine`] and [`of_chunks`] carry through as 0.
+pub(crate) fn of_chunk(chunk: &[u8], wanted: bool) -> u32 {
+    if wanted {
+        crc32fast::hash(chunk)
+    } else {
+        0
+    }
+}
+
 /// The CRC-32 of `a ‖ b` from `crc_a` (of `a`), `crc_b` (of `b`) and `b`'s length. (The CRC's
 /// initial value and final XOR cancel in the sum: see zlib's `crc32_combine`.)
 pub(crate) fn combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {

@@ -5,6 +5,7 @@
 use crate::bitstream::read::{decode_lanes, decode_tail, LaneReader};
 use crate::codebook::{partial_stream_code, Codebook, KernelChoice, StreamCode};
 use crate::codebook::Fingerprint;
+use crate::crc;
 use crate::encode::{grown, stream_refs, SCRATCH};
 use crate::frame::{lane_span, read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_STREAMS};
 use crate::layout;
@@ -170,7 +171,6 @@ impl<'a> Iterator for Chunks<'a> {
 /// as each is decoded, while it is in cache (see [`crate::crc`]).
 fn decode_chunks(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, frame: &[u8], pos: usize, out: &mut [u8]) -> Result<(), DecodeError> {
     let chunks = Chunks::new(info, frame, pos)?;
-    let crc_of = |o: &[u8]| if info.checksum.is_some() { crc32fast::hash(o) } else { 0 };
     #[cfg(feature = "parallel")]
     if chunks.left >= 8 && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
@@ -180,21 +180,19 @@ fn decode_chunks(codes: &[&StreamCode], choice: KernelChoice, info: &FrameInfo, 
             .zip(chunks.par_iter())
             .map(|(o, c)| {
                 SCRATCH.with(|s| decode_chunk(codes, choice, info, c, o, &mut s.borrow_mut().symbols))?;
-                Ok(crc_of(o))
+                Ok(crc::of_chunk(o, info.checksum.is_some()))
             })
             .collect::<Result<Vec<u32>, DecodeError>>()?;
-        return verify_checksum(info, crate::crc::of_chunks(&crcs, out.len()));
+        return verify_checksum(info, crc::of_chunks(&crcs, out.len()));
     }
     let found = SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let mut crc = crc32fast::Hasher::new();
+        let mut frame_crc = 0;
         for (o, c) in out.chunks_mut(CHUNK_BYTES).zip(chunks) {
             decode_chunk(codes, choice, info, c, o, &mut s.symbols)?;
-            if info.checksum.is_some() {
-                crc.update(o);
-            }
+            frame_crc = crc::combine(frame_crc, crc::of_chunk(o, info.checksum.is_some()), o.len());
         }
-        Ok(crc.finalize())
+        Ok(frame_crc)
     })?;
     verify_checksum(info, found)
 }

@@ -8,6 +8,7 @@
 
 use crate::bitstream::write::{encode_lanes, lane_capacity};
 use crate::codebook::{partial_stream_code, Codebook, StreamCode};
+use crate::crc;
 use crate::frame::{max_frame_len, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_LANES, MAX_STREAMS, VERSION};
 use crate::huffman;
 use crate::layout::{self, MisalignedTensor};
@@ -196,15 +197,6 @@ fn check_out(dtype: DType, layout: Layout, data: &[u8], out: &[u8], opts: Encode
 #[cfg(feature = "parallel")]
 const PARALLEL_MIN_CHUNKS: usize = 8;
 
-/// The CRC-32 of a chunk just coded (its bytes still in cache), when the frame carries one.
-fn chunk_crc(chunk: &[u8], opts: EncodeOptions) -> u32 {
-    if opts.checksum {
-        crc32fast::hash(chunk)
-    } else {
-        0
-    }
-}
-
 /// Encodes the chunks of `data` into `out` after `pos`, writing a chunk table first when there is
 /// more than one chunk. Returns the end position and, when `opts.checksum`, the CRC-32 of `data`
 /// (taken chunk by chunk: see [`crate::crc`]).
@@ -215,7 +207,7 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
         return SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             match count {
-                1 => (pos + encode_chunk(codes, dtype, layout, lanes, data, &mut out[pos..], &mut s), chunk_crc(data, opts)),
+                1 => (pos + encode_chunk(codes, dtype, layout, lanes, data, &mut out[pos..], &mut s), crc::of_chunk(data, opts.checksum)),
                 _ => (pos, 0),
             }
         });
@@ -260,7 +252,7 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
                         run.iter().map(|c| {
                             let size = encode_chunk(codes, dtype, layout, lanes, c, &mut buf[at..], &mut s);
                             at += size;
-                            (size, chunk_crc(c, opts))
+                            (size, crc::of_chunk(c, opts.checksum))
                         }).collect()
                     })
                 })
@@ -286,21 +278,19 @@ fn encode_chunks(codes: &[&StreamCode], dtype: DType, layout: Layout, data: &[u8
                 pos += size;
             }
             let crcs: Vec<u32> = sizes.iter().flatten().map(|&(_, crc)| crc).collect();
-            (pos, crate::crc::of_chunks(&crcs, data.len()))
+            (pos, crc::of_chunks(&crcs, data.len()))
         });
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let mut crc = crc32fast::Hasher::new();
+        let mut frame_crc = 0;
         for (i, c) in data.chunks(CHUNK_BYTES).enumerate() {
             let size = encode_chunk(codes, dtype, layout, lanes, c, &mut out[pos..], &mut s);
-            if opts.checksum {
-                crc.update(c);
-            }
+            frame_crc = crc::combine(frame_crc, crc::of_chunk(c, opts.checksum), c.len());
             out[table + 4 * i..table + 4 * i + 4].copy_from_slice(&(size as u32).to_le_bytes());
             pos += size;
         }
-        (pos, crc.finalize())
+        (pos, frame_crc)
     })
 }
 
@@ -364,9 +354,9 @@ pub(crate) fn encode_members_into(
     let header_len = write_header(dtype, layout, data, Some(family_fingerprint), members, opts, 0, out);
     let k = first.streams().len();
     let codes = stream_refs(books, members, k);
-    let (end, crc) = encode_chunks(&codes[..k], dtype, layout, data, out, header_len, opts);
+    let (end, checksum) = encode_chunks(&codes[..k], dtype, layout, data, out, header_len, opts);
     if opts.checksum {
-        write_header(dtype, layout, data, Some(family_fingerprint), members, opts, crc, out);
+        write_header(dtype, layout, data, Some(family_fingerprint), members, opts, checksum, out);
     }
     Ok(end)
 }
@@ -403,9 +393,9 @@ pub fn encode_three_stage(dtype: DType, layout: Layout, data: &[u8], opts: Encod
         codes.push(partial_stream_code(lengths).expect("package-merge gives a valid code"));
     }
     let codes: Vec<&StreamCode> = codes.iter().collect();
-    let (n, crc) = encode_chunks(&codes, dtype, layout, data, &mut out, pos, opts);
+    let (n, checksum) = encode_chunks(&codes, dtype, layout, data, &mut out, pos, opts);
     if opts.checksum {
-        write_header(dtype, layout, data, None, [0; MAX_STREAMS], opts, crc, &mut out);
+        write_header(dtype, layout, data, None, [0; MAX_STREAMS], opts, checksum, &mut out);
     }
     out.truncate(n);
     Ok(out)

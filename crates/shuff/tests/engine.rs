@@ -75,8 +75,9 @@ fn large_messages_round_trip_through_parallel_chunks() {
 fn a_wrong_checksum_is_caught_on_the_serial_and_the_parallel_path() {
     let book = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
     let data = real_bf16(4);
-    // One chunk (serial) and 24 chunks (parallel where there are threads).
-    for len in [4096, data.len().min(3 << 19)] {
+    // One chunk, four (decoded one after another, their CRCs combined) and 24 (in parallel where
+    // there are threads).
+    for len in [4096, 3 * 65536 + 100, 3 << 19] {
         let msg: Vec<u8> = data.iter().cycle().take(len).copied().collect();
         let mut frame = encode(&book, &msg, opts(true)).unwrap();
         let info = FrameInfo::parse(&frame).unwrap();
