@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # File compression beside zstd -3 and ZipNN, one script, same file, same output directory:
 # ratio, median wall-clock throughput of 3 runs (page-cached input), peak RSS, and a bit-exact
-# round trip of each. The file: a real checkpoint cast to bf16 and tiled to 3 GB by
+# round trip of each; then the speed of writing the restored file alone (cat), the floor under
+# every decompress. The file: a real checkpoint cast to bf16 and tiled to 3 GB by
 # tools/tile_checkpoint.py (each copy's elements in a fresh order, so LZ matching finds no repeats).
 # Usage: bench/files.sh [FILE.safetensors] [THREADS]   (needs: zstd, the venv with zipnn)
 set -euo pipefail
@@ -53,3 +54,9 @@ row "zstd -3" "$out/x.zst" "$c" "$d"
 c=$(run "$out/x.znn" "$py" bench/zipnn_file.py c "$file" "$out/x.znn" "$threads")
 d=$(run "$out/back" "$py" bench/zipnn_file.py d "$out/x.znn" "$out/back" "$threads")
 row "ZipNN (bf16)" "$out/x.znn" "$c" "$d"
+# The floor under every decompress: writing the restored file alone, as `cat` does. On a VM the
+# kernel's cost of fresh output pages varies run to run (seen: the same 3 GB cat into tmpfs in 1.4 s
+# and in 5 s), so decompress speeds are to be read beside this line of the same run.
+w=$(run "$out/back" sh -c 'cat "$1" > "$2"' _ "$file" "$out/back")
+read -r ws _ <<< "$w"
+printf 'writing the %s-byte file alone (cat FILE > OUTPUT, same directory): %.0f MB/s\n' "$size" "$(echo "$size / $ws / 1000000" | bc -l)"
