@@ -86,15 +86,15 @@ def reps_for(nbytes: int) -> int:
     return max(5, min(50, (2 << 30) // max(nbytes, 1)))
 
 
-def bench_shuff(x: torch.Tensor, book, lanes: int) -> dict:
+def bench_shuff(x: torch.Tensor, book, lanes: int, checksum: bool = False) -> dict:
     nbytes = x.numel() * x.element_size()
     lanes = lanes or gpu.lanes_for(nbytes)
     reps = reps_for(nbytes)
-    frame = shuff.encode_frame(x, book, lanes=lanes)
+    frame = shuff.encode_frame(x, book, lanes=lanes, checksum=checksum)
     out = torch.empty_like(x)
     shuff.decode_frame_into(frame, book, out)
     assert torch.equal(out.view(torch.uint8), x.view(torch.uint8)), "shuff GPU round trip differs"
-    enc = timed(lambda: shuff.encode_frame(x, book, lanes=lanes), reps)
+    enc = timed(lambda: shuff.encode_frame(x, book, lanes=lanes, checksum=checksum), reps)
     dec = timed(lambda: shuff.decode_frame_into(frame, book, out), reps)
     return {"ratio": frame.numel() / nbytes, "encode_s": enc, "decode_s": dec, "encode_GBps": nbytes / enc / 1e9,
             "decode_GBps": nbytes / dec / 1e9, "lanes_used": lanes}
@@ -246,6 +246,9 @@ def main() -> None:
             for layout in ("exponent", "bytes"):
                 for lanes in (lane_counts if layout == "exponent" else lane_counts[:1]):
                     row(kind, layout, size, "shuff", lanes, bench_shuff(x, books[(kind, layout)], lanes))
+            if kind == "activations":  # frames with a CRC-32, taken on the device when encoding and decoding
+                row(kind, "exponent", size, "shuff + CRC-32", lane_counts[0],
+                    bench_shuff(x, books[(kind, "exponent")], lane_counts[0], checksum=True))
             for name, (algo, opts) in PEERS.items():
                 try:
                     row(kind, "-", size, name, None, bench_nvcomp(x, algo, **opts))

@@ -97,13 +97,11 @@ def encode_frame(x: Any, book: CodebookSet | Codebook | Family, cls: str | None 
     if dtype_name(x) != first.dtype:
         raise ShuffError(f"tensor is {dtype_name(x)} but the codebook codes {first.dtype}")
     if _is_cuda(x):
-        if checksum:
-            raise ShuffError("GPU-encoded frames carry no checksum (no CRC-32 on the device yet): encode on the CPU for one")
         from . import gpu
 
         if members is not None:
             raise ShuffError("the GPU coder picks members itself; explicit members are a CPU option for now")
-        return gpu.encode_tensor(x, codebook, lanes)
+        return gpu.encode_tensor(x, codebook, lanes, checksum=checksum)
     return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4, members)
 
 

@@ -59,6 +59,9 @@ def test_gpu_and_cpu_frames_are_the_same_bytes_and_decode_each_other(steps, dtyp
             out = torch.empty_like(xc)
             shuff.decode_frame_into(torch.frombuffer(bytearray(frame), dtype=torch.uint8).cuda(), book, out)
             assert torch.equal(out.cpu().view(torch.uint8), x.view(torch.uint8))
+        # With a checksum (the CRC-32 taken on the device): still the CPU encoder's bytes.
+        g = shuff.encode_frame(xc, book, lanes=lanes, checksum=True)
+        assert bytes(g.cpu().numpy()) == cpu_frame(x, book, lanes, checksum=True), f"{dtype}/{layout}, {lanes} lanes, checksum"
 
 
 def test_large_messages_use_the_whole_gpu_and_match_the_cpu(steps):
@@ -70,6 +73,11 @@ def test_large_messages_use_the_whole_gpu_and_match_the_cpu(steps):
     g = shuff.encode_frame(xc, book)
     assert bytes(g.cpu().numpy()) == cpu_frame(x, book, gpu.lanes_for(x.numel() * 2))
     out = torch.empty_like(xc)
+    shuff.decode_frame_into(g, book, out)
+    assert torch.equal(out, xc)
+    # The CRC kernels over 64 MiB (16,384 spans in 64 groups) give zlib's CRC-32.
+    g = shuff.encode_frame(xc, book, checksum=True)
+    assert bytes(g.cpu().numpy()) == cpu_frame(x, book, gpu.lanes_for(x.numel() * 2), checksum=True)
     shuff.decode_frame_into(g, book, out)
     assert torch.equal(out, xc)
     assert g.numel() < 0.7 * x.numel() * 2

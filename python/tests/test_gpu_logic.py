@@ -9,6 +9,7 @@ import ctypes
 import glob
 import os
 import pathlib
+import zlib
 
 import numpy as np
 import pytest
@@ -68,10 +69,12 @@ def test_emulated_kernels_write_the_rust_encoders_bytes_and_decode_its_frames(co
             out = np.empty_like(msg)
             coder.decode_into(np.frombuffer(want, dtype=np.uint8), book, out)
             assert np.array_equal(out, msg)
-        # A CPU frame with a checksum decodes (verified on the host).
-        framed = np.frombuffer(_shuff.encode(msg, book, True, 4), dtype=np.uint8)
+        # A CPU frame with a checksum decodes (verified by the CRC kernels), and the kernels
+        # write it (the CRC-32 taken by them) byte for byte.
+        want = _shuff.encode(msg, book, True, 32)
+        assert bytes(coder.encode(msg, book, 32, checksum=True)) == want, f"{dtype}/{layout}, {size} bytes, checksum"
         out = np.empty_like(msg)
-        coder.decode_into(framed, book, out)
+        coder.decode_into(np.frombuffer(want, dtype=np.uint8), book, out)
         assert np.array_equal(out, msg)
 
 
@@ -138,6 +141,34 @@ def test_damaged_frames_fail_cleanly_or_decode_the_original(coder, steps):
         assert out.tobytes() == cpu, f"bit {bit}: kernels and CPU decode differently"
 
 
+def test_the_crc_kernels_give_zlibs_crc32(coder):
+    """Spans, groups of spans, the last of each shorter or not, and data off 4-byte alignment:
+    the device's CRC-32 is zlib's."""
+    rng = np.random.default_rng(7)
+    span, group = gpu.CRC_SPAN, gpu.CRC_GROUP
+    data = rng.integers(0, 256, 3 * span * group + 5 * span + 3, dtype=np.uint8)
+    lengths = [1, 3, 4, 5, span - 1, span, span + 1, 7 * span + 2, span * group, span * group + 1, 2 * span * group - 3, data.size - 1]
+    for n in lengths:
+        for offset in (0, 1):
+            part = data[offset:offset + n]
+            assert coder.crc32(part) == zlib.crc32(part.tobytes()), f"{n} bytes from {offset}"
+    assert coder.crc32(data[:0]) == 0
+
+
+def test_a_wrong_checksum_is_caught_on_the_device_path(coder, steps):
+    """A CPU frame's checksum is checked by the CRC kernels: a damaged CRC field, or data that
+    decodes to other bytes, is refused with a checksum error."""
+    test = np.ascontiguousarray(shuff.byte_view(real(steps, 4, torch.bfloat16)))
+    book = book_for([real(steps, s, torch.bfloat16) for s in range(4)], "exponent")
+    frame = bytearray(_shuff.encode(test, book, True, 4))
+    info = _shuff.frame_header_info(bytes(frame[:_shuff.MAX_HEADER_BYTES]))
+    crc = info["checksum"].to_bytes(4, "little")
+    at = bytes(frame).index(crc)
+    frame[at] ^= 1
+    with pytest.raises(shuff.ShuffError, match="checksum"):
+        coder.decode_into(np.frombuffer(bytes(frame), dtype=np.uint8), book, np.empty_like(test))
+
+
 def test_another_codebook_is_refused(coder, steps):
     test = shuff.byte_view(real(steps, 4, torch.bfloat16))
     book = book_for([real(steps, s, torch.bfloat16) for s in range(4)], "exponent")
@@ -189,6 +220,8 @@ def test_emulated_kernels_choose_and_write_family_frames_as_the_rust_core_does(c
         for lanes in (4, 32):
             want = _shuff.encode(raw, family, lanes=lanes)
             assert bytes(coder.encode(raw, family, lanes)) == want, f"{dtype}/{layout} ×{scale}, {lanes} lanes"
+            checked = _shuff.encode(raw, family, True, lanes)
+            assert bytes(coder.encode(raw, family, lanes, checksum=True)) == checked, f"{dtype}/{layout} ×{scale}, checksum"
             out = np.empty_like(raw)
             coder.decode_into(np.frombuffer(want, dtype=np.uint8), family, out)
             assert np.array_equal(out, raw)

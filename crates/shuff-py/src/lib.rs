@@ -199,13 +199,15 @@ impl PyFamily {
         let books = self.member_books(&members)?;
         Ok(PyBytes::new(py, &shuff::device::frame_tables(&books)))
     }
-    /// The version-2 header (no checksum) of a frame of `nbytes` tensor bytes in `lanes` lanes whose
-    /// streams are coded by `members`: what a device encoder writes before its chunks.
-    fn frame_header<'py>(&self, py: Python<'py>, nbytes: usize, lanes: usize, members: Vec<u8>) -> PyResult<Bound<'py, PyBytes>> {
+    /// The version-2 header of a frame of `nbytes` tensor bytes in `lanes` lanes whose streams are
+    /// coded by `members`, with `checksum` (the CRC-32 of the tensor bytes) or none: what a device
+    /// encoder writes before its chunks.
+    #[pyo3(signature = (nbytes, lanes, members, checksum=None))]
+    fn frame_header<'py>(&self, py: Python<'py>, nbytes: usize, lanes: usize, members: Vec<u8>, checksum: Option<u32>) -> PyResult<Bound<'py, PyBytes>> {
         self.member_books(&members)?;
         let mut m = [0u8; shuff::frame::MAX_STREAMS];
         m[..members.len()].copy_from_slice(&members);
-        header_bytes(self.inner.dtype(), self.inner.layout(), self.inner.fingerprint(), nbytes, lanes, m).map(|h| PyBytes::new(py, &h))
+        header_bytes(self.inner.dtype(), self.inner.layout(), self.inner.fingerprint(), nbytes, lanes, m, checksum).map(|h| PyBytes::new(py, &h))
     }
     fn __len__(&self) -> usize {
         self.inner.members().len()
@@ -261,8 +263,16 @@ fn members_arg(
     Ok(Some(a))
 }
 
-/// A version-2 frame header without checksum.
-fn header_bytes(dtype: DType, layout: Layout, fingerprint: shuff::Fingerprint, nbytes: usize, lanes: usize, members: [u8; shuff::frame::MAX_STREAMS]) -> PyResult<Vec<u8>> {
+/// A version-2 frame header, with `checksum` or without.
+fn header_bytes(
+    dtype: DType,
+    layout: Layout,
+    fingerprint: shuff::Fingerprint,
+    nbytes: usize,
+    lanes: usize,
+    members: [u8; shuff::frame::MAX_STREAMS],
+    checksum: Option<u32>,
+) -> PyResult<Vec<u8>> {
     let elements = shuff::layout::element_count(dtype, nbytes).map_err(err)?;
     if !(1..=shuff::frame::MAX_LANES).contains(&lanes) {
         return Err(err(shuff::EncodeError::BadLaneCount(lanes)));
@@ -272,7 +282,7 @@ fn header_bytes(dtype: DType, layout: Layout, fingerprint: shuff::Fingerprint, n
         layout,
         elements: elements as u64,
         fingerprint: Some(fingerprint.0 as u32),
-        checksum: None,
+        checksum,
         lanes,
         members,
         version: shuff::frame::VERSION,
@@ -598,12 +608,14 @@ fn frame_header_info<'py>(frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo3
     Ok(d)
 }
 
-/// The version-2 header (no checksum) of a frame of `nbytes` tensor bytes coded by `codebook` in
-/// `lanes` lanes: what a device encoder writes before its chunks.
+/// The version-2 header of a frame of `nbytes` tensor bytes coded by `codebook` in `lanes` lanes,
+/// with `checksum` (the CRC-32 of the tensor bytes) or none: what a device encoder writes before
+/// its chunks.
 #[pyfunction]
-fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lanes: usize) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (codebook, nbytes, lanes, checksum=None))]
+fn frame_header<'py>(py: Python<'py>, codebook: &PyCodebook, nbytes: usize, lanes: usize, checksum: Option<u32>) -> PyResult<Bound<'py, PyBytes>> {
     let book = &codebook.inner;
-    let h = header_bytes(book.dtype(), book.layout(), book.fingerprint(), nbytes, lanes, [0; shuff::frame::MAX_STREAMS])?;
+    let h = header_bytes(book.dtype(), book.layout(), book.fingerprint(), nbytes, lanes, [0; shuff::frame::MAX_STREAMS], checksum)?;
     Ok(PyBytes::new(py, &h))
 }
 

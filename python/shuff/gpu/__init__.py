@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +70,19 @@ _SIGNATURES = {
     "shuff_decode_scan": "pqqqppp",
     "shuff_decode_plan": "pqqiippqppppppp",
     "shuff_sample_histogram": "pqiiiipq",
+    "shuff_crc_spans": "pqqpq",
+    "shuff_crc_groups": "pqqqqpq",
+    "shuff_crc_frame": "pqqqp",
 }
 for _k in (1, 2, 4):
     _SIGNATURES[f"shuff_encode_count_k{_k}"] = "pqiiippp" + "q"
     _SIGNATURES[f"shuff_encode_write_k{_k}"] = "pqiiippppppppqqp" + "q"
     _SIGNATURES[f"shuff_decode_k{_k}"] = "pqqiiippppppppppq"
 SCAN_THREADS = 1024
+# CRC-32 on the device: bytes a thread checks (a multiple of 4, for the word loads), then spans a
+# thread puts together; one thread puts the groups together (1 GiB: 262,144 spans, 1,024 groups).
+CRC_SPAN = 4096
+CRC_GROUP = 256
 
 _ERRORS = {
     1: "a chunk's size is inconsistent with the frame",
@@ -235,24 +241,27 @@ class Coder:
     trace: list | None = None
     _last = 0.0
 
-    def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None, members: Any = None) -> Any:
+    def encode(self, data: Any, codebook: Any, lanes: int = DEFAULT_LANES, out: Any = None, members: Any = None,
+               checksum: bool = False) -> Any:
         """Encodes `data` (a 1-D uint8 array of the backend: the tensor's bytes) into a frame of
         `lanes` lanes per coded stream; returns the frame (a view of `out` if given: it must hold
         `shuff._shuff.max_frame_size(...)` bytes). `codebook` may be a `shuff.Family`: each stream
         is then coded by `members[s]`, or by the member `choose` picks. Five launches (six with a
         choice); reads the frame's length back to the host (8 bytes, the only synchronisation, and
-        the sample's counts for a choice)."""
+        the sample's counts for a choice). With `checksum`, the frame carries the CRC-32 of `data`,
+        taken on the device first (`crc32`: three launches more and one more synchronisation)."""
         xp, be = self.xp, self.backend
         if self.trace is not None:
             self._last = __import__("time").perf_counter()
         total = int(data.size)
         k, rotate = _geometry(codebook)
         family = isinstance(codebook, _shuff.Family)
+        crc = self.crc32(data) if checksum else None
         if family:
             members = tuple(members if members is not None else self.choose(data, codebook))
-            header = codebook.frame_header(total, lanes, list(members))
+            header = codebook.frame_header(total, lanes, list(members), crc)
         else:
-            header = _shuff.frame_header(codebook, total, lanes)
+            header = _shuff.frame_header(codebook, total, lanes, crc)
         hl = len(header)
         words = np.frombuffer(header.ljust(32, b"\0"), dtype="<u8")
         chunks = -(-total // CHUNK_BYTES)
@@ -290,10 +299,27 @@ class Coder:
         self._mark("length")
         return out[:n]
 
+    def crc32(self, data: Any) -> int:
+        """zlib's CRC-32 of `data` (a 1-D uint8 array of the backend), computed where it lies: three
+        launches and 4 bytes read back, instead of a copy of the data to the host."""
+        total = int(data.size)
+        if total == 0:
+            return 0
+        spans = -(-total // CRC_SPAN)
+        groups = -(-spans // CRC_GROUP)
+        scratch = self._scratch(spans + groups + 1)
+        span_crc, group_crc, crc = scratch[:spans], scratch[spans:spans + groups], scratch[spans + groups:]
+        be = self.backend
+        be.launch("shuff_crc_spans", spans, [data, total, CRC_SPAN, span_crc, spans])
+        be.launch("shuff_crc_groups", groups, [span_crc, spans, total, CRC_SPAN, CRC_GROUP, group_crc, groups])
+        be.launch("shuff_crc_frame", 1, [group_crc, groups, total, CRC_SPAN * CRC_GROUP, crc], block=1)
+        return int(be.to_host(crc)[0])
+
     def decode_into(self, frame: Any, codebook: Any, out: Any) -> Any:
         """Decodes `frame` (1-D uint8 array of the backend) into `out` (1-D uint8 array of exactly
         the decoded size). Raises ShuffError on a frame of another codebook or a damaged one. Reads
-        the header (≤ 25 bytes) and an error word back to the host: two synchronisations."""
+        the header (≤ 25 bytes) and an error word back to the host: two synchronisations (three when
+        the frame has a checksum, verified on the device: `crc32`)."""
         xp, be = self.xp, self.backend
         if self.trace is not None:
             self._last = __import__("time").perf_counter()
@@ -348,8 +374,8 @@ class Coder:
         if code:
             raise ShuffError(f"corrupt frame: {_ERRORS.get(code, f'error {code}')}")
         if info["checksum"] is not None:
-            # GPU frames carry no checksum; a CPU frame's is verified on the host (one copy).
-            found = zlib.crc32(be.to_host(out).tobytes())
+            found = self.crc32(out)
+            self._mark("checksum")
             if found != info["checksum"]:
                 raise ShuffError(f"checksum mismatch: frame says {info['checksum']:08x}, decoded data gives {found:08x}")
         return out
@@ -411,10 +437,11 @@ def _on_torch_stream(device: Any):
     return stack
 
 
-def encode_tensor(x: Any, codebook: Any, lanes: int | None = None, out: Any = None) -> Any:
+def encode_tensor(x: Any, codebook: Any, lanes: int | None = None, out: Any = None, checksum: bool = False) -> Any:
     """Encodes a CUDA tensor on its GPU, on torch's current stream, in `lanes` lanes (default:
-    `lanes_for` its size); returns the frame as a CUDA uint8 tensor: a view of `out` (a CUDA uint8
-    tensor of at least `max_frame_size` bytes) if given, else of a new worst-case-sized buffer."""
+    `lanes_for` its size), with a CRC-32 of its bytes in the frame if `checksum`; returns the frame
+    as a CUDA uint8 tensor: a view of `out` (a CUDA uint8 tensor of at least `max_frame_size`
+    bytes) if given, else of a new worst-case-sized buffer."""
     import torch
 
     t = x.detach()
@@ -428,7 +455,7 @@ def encode_tensor(x: Any, codebook: Any, lanes: int | None = None, out: Any = No
     elif out.numel() < need or out.dtype != torch.uint8 or not out.is_contiguous() or out.device != t.device:
         raise ShuffError(f"out must be a contiguous uint8 tensor of at least {need} bytes on {t.device}")
     with _on_torch_stream(t.device):
-        frame = cuda_coder().encode(_cupy_bytes(t), codebook, lanes, out=_cupy_bytes(out))
+        frame = cuda_coder().encode(_cupy_bytes(t), codebook, lanes, out=_cupy_bytes(out), checksum=checksum)
     return out[: int(frame.size)]
 
 

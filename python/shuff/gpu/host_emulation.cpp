@@ -96,6 +96,21 @@ void shuff_decode(const uint8_t* frame, uint64_t frame_len, uint64_t total, uint
     }
 }
 
+void shuff_crc_spans(const uint8_t* data, uint64_t total, uint64_t span, uint32_t* span_crc, uint64_t threads) {
+    uint32_t table[SHUFF_CRC_TABLE_WORDS];
+    for (uint32_t i = 0; i < SHUFF_CRC_TABLE_WORDS; i++) table[i] = crc_table_entry(i);
+    for (uint64_t t = 0; t < threads; t++) crc_span_thread(t, data, total, span, table, span_crc);
+}
+
+void shuff_crc_groups(const uint32_t* span_crc, uint64_t n_spans, uint64_t total, uint64_t span, uint64_t group, uint32_t* group_crc,
+                      uint64_t threads) {
+    for (uint64_t g = 0; g < threads; g++) crc_group_thread(g, span_crc, n_spans, total, span, group, group_crc);
+}
+
+void shuff_crc_frame(const uint32_t* group_crc, uint64_t n_groups, uint64_t total, uint64_t group_bytes, uint32_t* crc) {
+    crc_frame_thread(group_crc, n_groups, total, group_bytes, crc);
+}
+
 // The per-stream-count names the device launches (kernels.cu instantiates one kernel per k).
 #define SHUFF_ALIASES(K)                                                                                                       \
     void shuff_encode_count_k##K(const uint8_t* in, uint64_t total, uint32_t k, uint32_t rotate, uint32_t lanes,              \

@@ -165,3 +165,23 @@ extern "C" __global__ void shuff_decode_plan(const uint8_t* frame, uint64_t fram
 SHUFF_DECODE(1)
 SHUFF_DECODE(2)
 SHUFF_DECODE(4)
+
+// CRC-32 of `data` in three steps (shuff_lane.cuh, "CRC-32 of tensor bytes"): spans, groups, all.
+// The slice-by-4 tables are built per block in shared memory (4 KiB, a few operations a word).
+extern "C" __global__ void shuff_crc_spans(const uint8_t* data, uint64_t total, uint64_t span, uint32_t* span_crc, uint64_t threads) {
+    __shared__ uint32_t table[SHUFF_CRC_TABLE_WORDS];
+    for (uint32_t i = threadIdx.x; i < SHUFF_CRC_TABLE_WORDS; i += blockDim.x) table[i] = crc_table_entry(i);
+    __syncthreads();
+    uint64_t t = SHUFF_THREAD_INDEX;
+    if (t < threads) crc_span_thread(t, data, total, span, table, span_crc);
+}
+
+extern "C" __global__ void shuff_crc_groups(const uint32_t* span_crc, uint64_t n_spans, uint64_t total, uint64_t span, uint64_t group,
+                                            uint32_t* group_crc, uint64_t threads) {
+    uint64_t g = SHUFF_THREAD_INDEX;
+    if (g < threads) crc_group_thread(g, span_crc, n_spans, total, span, group, group_crc);
+}
+
+extern "C" __global__ void shuff_crc_frame(const uint32_t* group_crc, uint64_t n_groups, uint64_t total, uint64_t group_bytes, uint32_t* crc) {
+    if (SHUFF_THREAD_INDEX == 0) crc_frame_thread(group_crc, n_groups, total, group_bytes, crc);
+}

@@ -785,3 +785,102 @@ SHUFF_UNROLL
         if (used > have[s] || used + 8 <= have[s]) report(error, SHUFF_ERR_LANE_END);
     }
 }
+
+// ---- CRC-32 of tensor bytes where they lie ----------------------------------------------------
+// A frame's checksum is zlib's CRC-32 of its tensor bytes (docs/FORMAT.md). On the device the
+// bytes are cut into spans of `span` bytes, one thread each (crc_span_thread, slice-by-4 tables),
+// and the spans' CRCs are put together as crates/shuff/src/crc.rs puts chunks' together:
+// crc(A‖B) = crc(A)·x^(8|B|) mod P ⊕ crc(B) (zlib's crc32_combine), first `group` spans a thread
+// (crc_group_thread), then the groups by one thread (crc_frame_thread).
+#define SHUFF_CRC_POLY 0xedb88320u
+#define SHUFF_CRC_TABLE_WORDS 1024u
+
+// a·b mod P, polynomials bit-reflected (bit 31 is x^0), as zlib's multmodp.
+SHUFF_HD uint32_t crc_multiply(uint32_t a, uint32_t b) {
+    uint32_t p = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m) p ^= b;
+        b = (b & 1) ? (b >> 1) ^ SHUFF_CRC_POLY : b >> 1;
+    }
+    return p;
+}
+
+// x^(8·bytes) mod P: what appending `bytes` zero bytes multiplies a CRC by.
+SHUFF_HD uint32_t crc_zeros_operator(uint64_t bytes) {
+    uint32_t p = 1u << 31, square = 1u << 23;  // x^0, x^8
+    for (; bytes; bytes >>= 1) {
+        if (bytes & 1) p = crc_multiply(square, p);
+        square = crc_multiply(square, square);
+    }
+    return p;
+}
+
+// The CRC of A‖B from crc(A), crc(B) and B's length.
+SHUFF_HD uint32_t crc_combine(uint32_t a, uint32_t b, uint64_t len_b) {
+    return crc_multiply(crc_zeros_operator(len_b), a) ^ b;
+}
+
+// The CRC register after one byte `n` from a zero register (the byte-wise table's entry n).
+SHUFF_HD uint32_t crc_byte(uint32_t n) {
+    uint32_t c = n;
+    for (int b = 0; b < 8; b++) c = (c & 1) ? (c >> 1) ^ SHUFF_CRC_POLY : c >> 1;
+    return c;
+}
+
+// Entry `index` of the slice-by-4 tables (4 × 256 words): table k, byte n is the CRC register
+// after byte n and k zero bytes.
+SHUFF_HD uint32_t crc_table_entry(uint32_t index) {
+    uint32_t c = crc_byte(index & 255);
+    for (uint32_t z = 0; z < index >> 8; z++) c = (c >> 8) ^ crc_byte(c & 255);
+    return c;
+}
+
+SHUFF_HD uint32_t load_u32_le(const uint8_t* p) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+    return *(const uint32_t*)p;  // 4-byte aligned here; the device is little-endian
+#else
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#endif
+}
+
+// zlib's crc32(0, p, n), through `table` (crc_table_entry for 0..SHUFF_CRC_TABLE_WORDS).
+SHUFF_HD uint32_t crc_bytes(const uint8_t* p, uint64_t n, const uint32_t* table) {
+    uint32_t crc = 0xffffffffu;
+    for (; n && ((uintptr_t)p & 3); n--) crc = (crc >> 8) ^ table[(crc ^ *p++) & 255];
+    for (; n >= 4; n -= 4, p += 4) {
+        crc ^= load_u32_le(p);
+        crc = table[768 + (crc & 255)] ^ table[512 + ((crc >> 8) & 255)] ^ table[256 + ((crc >> 16) & 255)] ^ table[crc >> 24];
+    }
+    for (; n; n--) crc = (crc >> 8) ^ table[(crc ^ *p++) & 255];
+    return ~crc;
+}
+
+// Thread t: the CRC of bytes [t·span, (t+1)·span) of data (the last span may be shorter).
+SHUFF_HD void crc_span_thread(uint64_t t, const uint8_t* data, uint64_t total, uint64_t span, const uint32_t* table, uint32_t* span_crc) {
+    uint64_t lo = t * span, n = total - lo < span ? total - lo : span;
+    span_crc[t] = crc_bytes(data + lo, n, table);
+}
+
+// Thread g: the CRC of spans [g·group, (g+1)·group), from theirs.
+SHUFF_HD void crc_group_thread(uint64_t g, const uint32_t* span_crc, uint64_t n_spans, uint64_t total, uint64_t span, uint64_t group,
+                               uint32_t* group_crc) {
+    uint64_t first = g * group, end = first + group < n_spans ? first + group : n_spans;
+    uint32_t whole = crc_zeros_operator(span), acc = span_crc[first];
+    for (uint64_t i = first + 1; i < end; i++) {
+        uint64_t len = total - i * span;
+        acc = len >= span ? crc_multiply(whole, acc) ^ span_crc[i] : crc_combine(acc, span_crc[i], len);
+    }
+    group_crc[g] = acc;
+}
+
+// One thread: the CRC of all the data, from the groups'.
+SHUFF_HD void crc_frame_thread(const uint32_t* group_crc, uint64_t n_groups, uint64_t total, uint64_t group_bytes, uint32_t* crc) {
+    uint32_t whole = crc_zeros_operator(group_bytes), acc = group_crc[0];
+    for (uint64_t g = 1; g < n_groups; g++) {
+        uint64_t len = total - g * group_bytes;
+        acc = len >= group_bytes ? crc_multiply(whole, acc) ^ group_crc[g] : crc_combine(acc, group_crc[g], len);
+    }
+    *crc = acc;
+}
