@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # File compression beside zstd -3 and ZipNN, one script, same file, same output directory:
-# ratio, median wall-clock throughput of 3 runs (page-cached input), peak RSS, and a bit-exact
-# round trip of each; then the speed of writing the restored file alone (cat), the floor under
-# every decompress. The file: a real checkpoint cast to bf16 and tiled to 3 GB by
+# ratio, median wall-clock throughput of 3 runs after an untimed one (page-cached input), peak
+# RSS, and a bit-exact round trip of each; then the speed of writing the restored file alone
+# (cat), the floor under every decompress. The file: a real checkpoint cast to bf16 and tiled to 3 GB by
 # tools/tile_checkpoint.py (each copy's elements in a fresh order, so LZ matching finds no repeats).
 # Usage: bench/files.sh [FILE.safetensors] [THREADS]   (needs: zstd, the venv with zipnn)
 set -euo pipefail
@@ -21,12 +21,16 @@ cargo build --release -q -p shuff-cli
 size=$(stat -c %s "$file")
 cat "$file" > /dev/null  # page-cache the input
 median() { sort -n | sed -n 2p; }
-# run OUTPUT CMD...: 3 timed runs, each writing OUTPUT afresh (removed before it, untimed: replacing
-# a 3 GB tmpfs file made every tool's system time vary 2x here, the old file's pages being freed
-# and new ones found while it wrote); prints "median_seconds peak_kb"
+# run OUTPUT CMD...: an untimed warm-up run, then 3 timed runs, each writing OUTPUT afresh (removed
+# before it, untimed: replacing a 3 GB tmpfs file made every tool's system time vary 2x here, the
+# old file's pages being freed and new ones found while it wrote); prints "median_seconds peak_kb".
+# The warm-up: on a VM the first command to write 3 GB after another tool's runs paid for fresh
+# guest pages (seen: shuff decompress 9 s, then 1.8-3.4 s; a cat run first took that cost instead).
 run() {
   local output=$1 times=() peak=0 t m
   shift
+  rm -f "$output"
+  "$@" > /dev/null 2>&1
   for _ in 1 2 3; do
     rm -f "$output"
     /usr/bin/time -f "%e %M" -o "$out/time" "$@" > /dev/null 2>&1
