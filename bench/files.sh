@@ -59,8 +59,8 @@ c=$(run "$out/x.znn" "$py" bench/zipnn_file.py c "$file" "$out/x.znn" "$threads"
 d=$(run "$out/back" "$py" bench/zipnn_file.py d "$out/x.znn" "$out/back" "$threads")
 row "ZipNN (bf16)" "$out/x.znn" "$c" "$d"
 # The floor under every decompress: writing the restored file alone, as `cat` does. On a VM the
-# kernel's cost of fresh output pages varies run to run (seen: the same 3 GB cat into tmpfs in 1.4 s
-# and in 5 s), so decompress speeds are to be read beside this line of the same run.
+# kernel's cost of fresh output pages varies run to run (seen: the same 3 GB dd into tmpfs in 1.4 s
+# and in 5.2 s), so decompress speeds are to be read beside this line of the same run.
 w=$(run "$out/back" sh -c 'cat "$1" > "$2"' _ "$file" "$out/back")
 read -r ws _ <<< "$w"
 printf 'writing the %s-byte file alone (cat FILE > OUTPUT, same directory): %.0f MB/s\n' "$size" "$(echo "$size / $ws / 1000000" | bc -l)"
