@@ -2,8 +2,9 @@
 # File compression beside zstd -3 and ZipNN, one script, same file, same output directory:
 # ratio, median wall-clock throughput of 3 runs after an untimed one (page-cached input), peak
 # RSS, and a bit-exact round trip of each; then the speed of writing the restored file alone
-# (cat), the floor under every decompress. The file: a real checkpoint cast to bf16 and tiled to 3 GB by
-# tools/tile_checkpoint.py (each copy's elements in a fresh order, so LZ matching finds no repeats).
+# (cat), the floor under every decompress. The file: a real checkpoint cast to bf16 and tiled to
+# 3 GB by tools/tile_checkpoint.py (each copy's elements in a fresh order, so LZ matching finds no
+# repeats).
 # Usage: bench/files.sh [FILE.safetensors] [THREADS]   (needs: zstd, the venv with zipnn)
 set -euo pipefail
 cd "$(dirname "$0")/.."

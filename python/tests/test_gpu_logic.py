@@ -156,8 +156,8 @@ def test_the_crc_kernels_give_zlibs_crc32(coder):
 
 
 def test_a_wrong_checksum_is_caught_on_the_device_path(coder, steps):
-    """A CPU frame's checksum is checked by the CRC kernels: a damaged CRC field, or data that
-    decodes to other bytes, is refused with a checksum error."""
+    """A CPU frame's checksum is checked by the CRC kernels: a frame whose CRC field is damaged
+    is refused with a checksum error."""
     test = np.ascontiguousarray(shuff.byte_view(real(steps, 4, torch.bfloat16)))
     book = book_for([real(steps, s, torch.bfloat16) for s in range(4)], "exponent")
     frame = bytearray(_shuff.encode(test, book, True, 4))

@@ -815,9 +815,15 @@ SHUFF_HD uint32_t crc_zeros_operator(uint64_t bytes) {
     return p;
 }
 
-// The CRC of A‖B from crc(A), crc(B) and B's length.
-SHUFF_HD uint32_t crc_combine(uint32_t a, uint32_t b, uint64_t len_b) {
-    return crc_multiply(crc_zeros_operator(len_b), a) ^ b;
+// The CRC of pieces [first, end) of the data, from theirs: each piece `piece` bytes long, but the
+// data's last, which ends at byte `total` (crc(A‖B) = crc(A)·x^(8|B|) ⊕ crc(B)).
+SHUFF_HD uint32_t crc_of_pieces(const uint32_t* crcs, uint64_t first, uint64_t end, uint64_t piece, uint64_t total) {
+    uint32_t whole = crc_zeros_operator(piece), acc = crcs[first];
+    for (uint64_t i = first + 1; i < end; i++) {
+        uint64_t len = total - i * piece;
+        acc = crc_multiply(len >= piece ? whole : crc_zeros_operator(len), acc) ^ crcs[i];
+    }
+    return acc;
 }
 
 // The CRC register after one byte `n` from a zero register (the byte-wise table's entry n).
@@ -867,20 +873,10 @@ SHUFF_HD void crc_span_thread(uint64_t t, const uint8_t* data, uint64_t total, u
 SHUFF_HD void crc_group_thread(uint64_t g, const uint32_t* span_crc, uint64_t n_spans, uint64_t total, uint64_t span, uint64_t group,
                                uint32_t* group_crc) {
     uint64_t first = g * group, end = first + group < n_spans ? first + group : n_spans;
-    uint32_t whole = crc_zeros_operator(span), acc = span_crc[first];
-    for (uint64_t i = first + 1; i < end; i++) {
-        uint64_t len = total - i * span;
-        acc = len >= span ? crc_multiply(whole, acc) ^ span_crc[i] : crc_combine(acc, span_crc[i], len);
-    }
-    group_crc[g] = acc;
+    group_crc[g] = crc_of_pieces(span_crc, first, end, span, total);
 }
 
 // One thread: the CRC of all the data, from the groups'.
 SHUFF_HD void crc_frame_thread(const uint32_t* group_crc, uint64_t n_groups, uint64_t total, uint64_t group_bytes, uint32_t* crc) {
-    uint32_t whole = crc_zeros_operator(group_bytes), acc = group_crc[0];
-    for (uint64_t g = 1; g < n_groups; g++) {
-        uint64_t len = total - g * group_bytes;
-        acc = len >= group_bytes ? crc_multiply(whole, acc) ^ group_crc[g] : crc_combine(acc, group_crc[g], len);
-    }
-    *crc = acc;
+    *crc = crc_of_pieces(group_crc, 0, n_groups, group_bytes, total);
 }
