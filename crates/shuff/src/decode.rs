@@ -34,10 +34,13 @@ fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, da
     while l < lanes {
         let group = if lanes - l >= LANES { LANES } else { 1 };
         let mut readers = [(); LANES].map(|_| LaneReader::new(&[]));
+        // What the lockstep loop may read of each lane: from its start to the end of the chunk.
+        let mut reach: [&[u8]; LANES] = [&[]; LANES];
         let mut outs: [&mut [u8]; LANES] = Default::default();
         for g in 0..group {
             let len = size(l + g);
             readers[g] = LaneReader::new(&body[in_at..in_at + len]);
+            reach[g] = &data[2 * lanes + in_at..];
             in_at += len;
             let (_, m) = lane_span(n, lanes, l + g);
             let (lane_out, tail) = std::mem::take(&mut rest_out).split_at_mut(m);
@@ -45,7 +48,7 @@ fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, da
             rest_out = tail;
         }
         if group == LANES {
-            decode_lanes(code, choice, &mut readers, &mut outs).map_err(|()| bad())?;
+            decode_lanes(code, choice, reach, &mut readers, &mut outs).map_err(|()| bad())?;
         } else {
             decode_tail(&mut readers[0], code, outs[0]).map_err(|()| bad())?;
         }

@@ -374,6 +374,41 @@ fn every_lane_kernel_decodes_the_same_frames_alike() {
     }
 }
 
+/// Lanes that end far apart: one lane's quarter of the message is zeros (1–2-bit codes), so its
+/// multi-symbol steps fill its output in a fraction of the rounds the other lanes need, and it
+/// idles (reading zeros, writing to a sink) while they finish in the lockstep loop; the other
+/// way round, three quarters of zeros leave one lane running alone. Every kernel must decode the
+/// same bytes, and damage anywhere in the long lanes must still be refused or decode the original.
+#[test]
+fn lanes_that_end_far_apart_decode_alike_with_every_kernel() {
+    let book = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
+    let test = &real_bf16(4)[..65536];
+    let quarter = test.len() / 4;
+    let mut one_short = test.to_vec();
+    one_short[..quarter].fill(0);
+    let mut one_long = vec![0u8; test.len()];
+    one_long[3 * quarter..].copy_from_slice(&test[3 * quarter..]);
+    for data in [one_short, one_long] {
+        let frame = encode(&book, &data, opts(true)).unwrap();
+        for choice in KernelChoice::all() {
+            let mut out = vec![0u8; data.len()];
+            shuff::decode::decode_into_with(&book, &frame, &mut out, choice).unwrap();
+            assert!(out == data, "{choice:?}");
+        }
+        for i in 0..60 {
+            let mut bad = frame.clone();
+            let at = 32 + (i * 104_729) % (bad.len() - 32);
+            bad[at] ^= 0x21;
+            for choice in KernelChoice::all() {
+                let mut out = vec![0u8; data.len()];
+                if shuff::decode::decode_into_with(&book, &bad, &mut out, choice).is_ok() {
+                    assert!(out == data, "damage at {at} decoded to other bytes with {choice:?}");
+                }
+            }
+        }
+    }
+}
+
 /// Real gradients of a later step, coded by the class code and by its exponent-shift family (the
 /// encoder choosing each stream's member from a sample): the family's frame is never
 /// meaningfully larger, and it decodes with the family.

@@ -98,7 +98,21 @@ const SINGLE: u8 = 0;
 const PAIR: u8 = 1;
 const QUAD: u8 = 2;
 
+/// Rounds a batch may run while some lane is idle (see `decode_lanes_k`): bounds the zeros an idle
+/// lane reads and the bytes it writes to the sink.
+const IDLE_ROUNDS: usize = 32;
+/// What an idle lane reads: zeros, ≤ 7 bytes a round and 8 bytes a load.
+static IDLE_INPUT: [u8; IDLE_ROUNDS * 7 + 8] = [0; IDLE_ROUNDS * 7 + 8];
+
 /// Decodes four lanes in lockstep, then finishes each lane on the careful path.
+///
+/// `reach[l]` is what lane `l` may read: its own bytes and any after them in the same buffer (the
+/// lanes that follow, the rest of the chunk). The loop's loads may run into those bytes, which
+/// only ever fill the lookahead of a lane's last steps: a step decodes only whole codes, so while
+/// the lane has at least `store·K` symbols left each round decodes the lane's own codes from the
+/// lane's own bits. Bounding the loop by the reach instead of the lane's end leaves only the last
+/// few symbols of each lane to the careful path, not the last 15 bytes' worth (45 symbols of an
+/// exponent stream); what the lane consumed is checked against its own length by the caller.
 ///
 /// Each lane's state is a read position `p` and a bit buffer `b`. A round moves `p` over the whole
 /// bytes consumed, loads the next 8 bytes (≥ 56 unread bits) and takes `K` steps; a step looks the
@@ -117,10 +131,20 @@ const QUAD: u8 = 2;
 ///
 /// Bounds are checked once per batch of rounds, not per symbol: a round advances `p` by ≤ 7 bytes
 /// and reads 8 bytes there, and writes ≤ `store·K` bytes of output, so the number of rounds that
-/// stay inside every lane's input and output is computed up front. Per-access checks cost 30% of
+/// stay inside every lane's reach and output is computed up front. Per-access checks cost 30% of
 /// decode speed (perf annotate showed bounds tests and the spills they caused dominating the loop).
+/// Lanes do not end together (multi-symbol steps advance each lane's output at its own pace): a
+/// lane with no whole round left goes idle — its state is kept, and for the rest of the loop it
+/// reads [`IDLE_INPUT`] and writes to a sink, in batches of ≤ [`IDLE_ROUNDS`] rounds — so that the
+/// other lanes go on at the loop's speed (the careful path took 4–7% of all symbols at 4 KiB, at
+/// several times the cost of a loop step).
 #[inline(always)]
-fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &StreamCode, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(
+    code: &StreamCode,
+    reach: [&[u8]; LANES],
+    readers: &mut [LaneReader; LANES],
+    outs: &mut [&mut [u8]; LANES],
+) -> Result<(), ()> {
     let single = code.single_table();
     let pairs = code.pair_table();
     let quads = if MODE == QUAD { code.quad_table().expect("QUAD only for streams with a quad table") } else { &[[0u8; 8]; 1 << QUAD_TABLE_BITS] };
@@ -135,28 +159,57 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &Stre
     // Each lane starts with every bit before its first consumed: the sentinel alone, `c` = 0.
     let mut b = [SENTINEL; LANES];
     let mut w = [0usize; LANES];
-    let ins: [&[u8]; LANES] = [readers[0].buf, readers[1].buf, readers[2].buf, readers[3].buf];
+    let ins = reach;
+    let mut idle = [false; LANES];
+    // Zero bits start the code's first canonical code (all zeros), so an idle lane decodes without
+    // error where the code has any symbol; a code without one idles no lane.
+    let can_idle = code.decode_long(0).is_some();
+    // Idle lanes' output: a round writes ≤ store·K bytes, ≤ 24 (one-symbol steps: K ≤ 6; two- and
+    // four-symbol steps: K ≤ 4).
+    debug_assert!(store * K <= 24);
+    let mut sink = [0u8; IDLE_ROUNDS * 24];
     let mut bad = false;
     loop {
         let mut rounds = usize::MAX;
         for l in 0..LANES {
+            if idle[l] {
+                continue;
+            }
             let unread = ins[l].len() - p[l];
             let room = outs[l].len() - w[l];
-            rounds = rounds.min(unread.saturating_sub(8) / 7).min(room / (store * K));
+            let lane_rounds = (unread.saturating_sub(8) / 7).min(room / (store * K));
+            if lane_rounds == 0 {
+                idle[l] = true;
+            } else {
+                rounds = rounds.min(lane_rounds);
+            }
         }
-        if rounds == 0 {
+        if rounds == usize::MAX || (!can_idle && idle.contains(&true)) {
             break;
+        }
+        if idle.contains(&true) {
+            rounds = rounds.min(IDLE_ROUNDS);
         }
         // Positions as pointers, and no per-lane bit count: four lanes' state must fit in
         // x86-64's sixteen registers beside the table pointer.
-        let [mut p0, mut p1, mut p2, mut p3] = [0, 1, 2, 3].map(|l| ins[l][p[l]..].as_ptr());
-        let [mut w0, mut w1, mut w2, mut w3] = [0, 1, 2, 3].map(|l| outs[l][w[l]..].as_mut_ptr());
-        let [mut b0, mut b1, mut b2, mut b3] = b;
+        // (A loop, not `array::map`, which compiled to an out-of-line call per batch.)
+        let (mut ps, mut ws, mut bs) = ([IDLE_INPUT.as_ptr(); LANES], [sink.as_mut_ptr(); LANES], [SENTINEL; LANES]);
+        for l in 0..LANES {
+            if !idle[l] {
+                ps[l] = ins[l][p[l]..].as_ptr();
+                ws[l] = outs[l][w[l]..].as_mut_ptr();
+                bs[l] = b[l];
+            }
+        }
+        let [mut p0, mut p1, mut p2, mut p3] = ps;
+        let [mut w0, mut w1, mut w2, mut w3] = ws;
+        let [mut b0, mut b1, mut b2, mut b3] = bs;
         macro_rules! refill {
             ($p:ident, $b:ident) => {{
                 let c = $b.leading_zeros();
                 // SAFETY: `rounds` was chosen so that this round's read, at ≤ 7 bytes a round past
-                // the batch's start position, ends inside the lane.
+                // the batch's start position, ends inside the lane's reach (an idle lane's: inside
+                // `IDLE_INPUT`, ≤ `IDLE_ROUNDS` rounds).
                 unsafe {
                     $p = $p.add((c >> 3) as usize);
                     $b = (u64::from_le($p.cast::<u64>().read_unaligned()) | SENTINEL) >> (c & 7);
@@ -193,8 +246,9 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &Stre
                     }
                 }
                 // SAFETY: `rounds` was chosen so that a round's `store·K` bytes of output, from the
-                // batch's start position, fit in the lane's output; a step writes `store` bytes
-                // at most `store·k` bytes past the round's start (`SINGLE`: exactly `k`).
+                // batch's start position, fit in the lane's output (an idle lane's: in `sink`,
+                // ≤ `IDLE_ROUNDS` rounds of ≤ 4·K bytes); a step writes `store` bytes at most
+                // `store·k` bytes past the round's start (`SINGLE`: exactly `k`).
                 unsafe {
                     match MODE {
                         SINGLE => $w.add($k).write(syms as u8),
@@ -232,22 +286,27 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &Stre
                 }
             }
         }
-        // SAFETY: both pointers of each pair point into (or one past) the same lane buffer.
+        // SAFETY: both pointers of each pair point into (or one past) the same lane buffer (an idle
+        // lane's point into `IDLE_INPUT` and `sink` and are not kept).
         unsafe {
-            for (l, &pl) in [p0, p1, p2, p3].iter().enumerate() {
-                p[l] = pl.offset_from(ins[l].as_ptr()) as usize;
-            }
-            for (l, &wl) in [w0, w1, w2, w3].iter().enumerate() {
-                w[l] = wl.offset_from(outs[l].as_ptr()) as usize;
+            for (l, (&pl, &wl)) in [p0, p1, p2, p3].iter().zip(&[w0, w1, w2, w3]).enumerate() {
+                if !idle[l] {
+                    p[l] = pl.offset_from(ins[l].as_ptr()) as usize;
+                    w[l] = wl.offset_from(outs[l].as_ptr()) as usize;
+                }
             }
         }
-        b = [b0, b1, b2, b3];
+        for (l, bl) in [b0, b1, b2, b3].into_iter().enumerate() {
+            if !idle[l] {
+                b[l] = bl;
+            }
+        }
         if bad {
             return Err(());
         }
     }
     for l in 0..LANES {
-        readers[l] = LaneReader::at_bit(ins[l], p[l] * 8 + b[l].leading_zeros() as usize);
+        readers[l] = LaneReader::at_bit(readers[l].buf, p[l] * 8 + b[l].leading_zeros() as usize);
         decode_tail(&mut readers[l], code, &mut outs[l][w[l]..])?;
     }
     Ok(())
@@ -256,7 +315,7 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(code: &Stre
 /// Picks the loop variant for `code`: its kernel, whether codes that do not resolve in one lookup
 /// can occur (the slow-path test), and `K`, the most steps 56 bits allow.
 #[inline(always)]
-fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let kernel = match kernel {
         LaneKernel::Quad if code.quad_table().is_none() => LaneKernel::Pair,
         k => k,
@@ -265,18 +324,18 @@ fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, readers: &mut [La
         // A single-symbol step needs only its own code's bits to be valid (the entry is the same
         // whatever bits follow), so `K` = 56 / max_len: fewer refills, which sit on each lane's
         // critical path (mantissa bytes, 9–11-bit codes: 5–6 steps a refill instead of 4).
-        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE>(code, readers, outs),
-        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE>(code, readers, outs),
-        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE>(code, readers, outs),
-        (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE>(code, readers, outs),
-        (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE>(code, readers, outs),
-        (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE>(code, readers, outs),
-        (LaneKernel::Pair, 0..=12, true) => decode_lanes_k::<4, false, PAIR>(code, readers, outs),
-        (LaneKernel::Pair, 0..=14, _) => decode_lanes_k::<4, true, PAIR>(code, readers, outs),
-        (LaneKernel::Pair, _, _) => decode_lanes_k::<3, true, PAIR>(code, readers, outs),
+        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE>(code, reach, readers, outs),
+        (LaneKernel::Pair, 0..=12, true) => decode_lanes_k::<4, false, PAIR>(code, reach, readers, outs),
+        (LaneKernel::Pair, 0..=14, _) => decode_lanes_k::<4, true, PAIR>(code, reach, readers, outs),
+        (LaneKernel::Pair, _, _) => decode_lanes_k::<3, true, PAIR>(code, reach, readers, outs),
         // A quad entry never covers a 12-bit code, so the slow-path test always stays.
-        (LaneKernel::Quad, 0..=14, _) => decode_lanes_k::<4, true, QUAD>(code, readers, outs),
-        (LaneKernel::Quad, _, _) => decode_lanes_k::<3, true, QUAD>(code, readers, outs),
+        (LaneKernel::Quad, 0..=14, _) => decode_lanes_k::<4, true, QUAD>(code, reach, readers, outs),
+        (LaneKernel::Quad, _, _) => decode_lanes_k::<3, true, QUAD>(code, reach, readers, outs),
     }
 }
 
@@ -284,19 +343,20 @@ fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, readers: &mut [La
 /// which four lanes of state cannot spare). huff0 makes the same run-time choice.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2,lzcnt")]
-fn decode_lanes_bmi2(code: &StreamCode, kernel: LaneKernel, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    decode_lanes_generic(code, kernel, readers, outs)
+fn decode_lanes_bmi2(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+    decode_lanes_generic(code, kernel, reach, readers, outs)
 }
 
 /// Decodes four lanes of one stream with the kernel its code chose and the BMI2 build where the CPU
 /// has it, or with the kernel and build `choice` forces (every kernel decodes every code: tests
 /// and fuzzing run them all on the same frames).
-pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let kernel = choice.kernel.unwrap_or(code.lane_kernel());
     #[cfg(target_arch = "x86_64")]
     if !choice.portable && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
         // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
-        return unsafe { decode_lanes_bmi2(code, kernel, readers, outs) };
+        return unsafe { decode_lanes_bmi2(code, kernel, reach, readers, outs) };
     }
-    decode_lanes_generic(code, kernel, readers, outs)
+    decode_lanes_generic(code, kernel, reach, readers, outs)
 }
+
