@@ -10,8 +10,8 @@ fn main() {
     let s = sample();
     for (i, len) in [0usize, 2, 64, 1000, 4096, 65536, 65536 + 2048, s.len() & !1].into_iter().enumerate() {
         let tensor = &s[..len];
-        for (checksum, lanes) in [(false, 4), (true, 4), (false, 32), (true, 7), (false, 255)] {
-            let opts = EncodeOptions { checksum, parallel: false, lanes };
+        for (checksum, lanes) in [(false, 4), (true, 4), (false, 8), (false, 32), (true, 7), (false, 255)] {
+            let opts = EncodeOptions { checksum, parallel: false, lanes: Some(lanes) };
             for which in 0..4u8 {
                 let frame = match which {
                     2 => encode_three_stage(DType::Bf16, Layout::Bytes, tensor, opts).unwrap(),

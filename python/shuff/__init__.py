@@ -88,8 +88,9 @@ def encode_frame(x: Any, book: CodebookSet | Codebook | Family, cls: str | None 
     """A bare shuff frame of `x`'s bytes (no shape: for callers that know it, like collectives).
 
     CPU input gives `bytes`; a CUDA tensor is coded on its GPU into a CUDA uint8 tensor. `lanes`
-    sets the frame's lane geometry (default 4 on the CPU; on the GPU `shuff.gpu.lanes_for` the
-    size, 32 to 128); every decoder reads every geometry. With a family (a set's class has one),
+    sets the frame's lane geometry (default on the CPU: 4, or 8 for messages of 16 KiB and up with
+    a stream the CPU decodes in eight lanes, as Rust's `shuff::cpu_lanes`; on the GPU
+    `shuff.gpu.lanes_for` the size, 32 to 128); every decoder reads every geometry. With a family (a set's class has one),
     each stream's member is picked from a sample of `x`, or given as `members` (one per stream: a
     caller that knows which member fits, e.g. from an earlier message, skips the sampling)."""
     codebook = _codebook(book, cls)
@@ -102,7 +103,7 @@ def encode_frame(x: Any, book: CodebookSet | Codebook | Family, cls: str | None 
         if members is not None:
             raise ShuffError("the GPU coder picks members itself; explicit members are a CPU option for now")
         return gpu.encode_tensor(x, codebook, lanes, checksum=checksum)
-    return _shuff.encode(byte_view(x), codebook, checksum, lanes or 4, members)
+    return _shuff.encode(byte_view(x), codebook, checksum, lanes, members)
 
 
 def decode_frame_into(frame: Any, book: CodebookSet | Codebook, out: Any, cls: str | None = None) -> Any:

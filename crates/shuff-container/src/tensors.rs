@@ -358,7 +358,7 @@ fn check_fingerprints(set: &CodebookSet) -> Result<(), ContainerError> {
 
 /// How every piece is coded: with a CRC-32 of its bytes in the frame (chunks coded in parallel
 /// where the caller's thread pool has room).
-const PIECE_OPTIONS: EncodeOptions = EncodeOptions { checksum: true, parallel: true, lanes: shuff::frame::LANES };
+const PIECE_OPTIONS: EncodeOptions = EncodeOptions { checksum: true, parallel: true, lanes: None };
 
 /// Codes one piece of tensor bytes into `frame` (resized to the worst case) with the family's
 /// members picked from a sample of the piece: the frame's length, or `None` where a frame would

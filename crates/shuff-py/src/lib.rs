@@ -501,13 +501,13 @@ fn py_stream_histograms(py: Python<'_>, data: &Bound<'_, PyAny>, dtype: &str, la
 /// released). A family's members are `members` (one per stream) or, without, those its `choose`
 /// picks from a sample of `data`.
 #[pyfunction]
-#[pyo3(signature = (data, codebook, checksum=false, lanes=shuff::frame::LANES, members=None))]
+#[pyo3(signature = (data, codebook, checksum=false, lanes=None, members=None))]
 fn encode<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     codebook: &Bound<'py, PyAny>,
     checksum: bool,
-    lanes: usize,
+    lanes: Option<usize>,
     members: Option<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = Bytes::new(data)?;
@@ -531,7 +531,7 @@ fn encode<'py>(
 /// `max_frame_size` bytes) and returns the frame's length: no allocation, no copy of the frame
 /// (GIL released).
 #[pyfunction]
-#[pyo3(signature = (data, codebook, out, checksum=false, lanes=shuff::frame::LANES, members=None))]
+#[pyo3(signature = (data, codebook, out, checksum=false, lanes=None, members=None))]
 #[allow(clippy::too_many_arguments)] // the Python signature, plus the GIL token
 fn encode_into_buffer(
     py: Python<'_>,
@@ -539,7 +539,7 @@ fn encode_into_buffer(
     codebook: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
     checksum: bool,
-    lanes: usize,
+    lanes: Option<usize>,
     members: Option<Vec<u8>>,
 ) -> PyResult<usize> {
     let bytes = Bytes::new(data)?;

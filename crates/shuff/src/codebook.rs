@@ -512,6 +512,13 @@ impl StreamCode {
         })
     }
 
+    /// Whether the CPU decoder runs eight lanes of this stream in lockstep: its kernel is one
+    /// symbol a lookup and every code resolves in the primary table (no slow path), which is
+    /// what the eight-lane loop needs (see `encode::cpu_lanes`).
+    pub fn has_eight_lane_loop(&self) -> bool {
+        self.kernel == LaneKernel::Single && self.single_lookup && self.max_len <= DECODE_TABLE_BITS
+    }
+
     /// Decodes the code at the low bits of `bits` (LSB-first) whatever its length — the slow path
     /// of lane loops whose table did not resolve it: `(symbol, length)`, or `None` if the bits
     /// start no code. Codes up to [`DECODE_TABLE_BITS`] come from the primary table (a quad step

@@ -2,7 +2,7 @@
 //! bounds-checked or go through a zero-padded slow path, output writes are bounded by the element
 //! count in the header, and inconsistencies are typed errors.
 
-use crate::bitstream::read::{decode_lanes, decode_tail, LaneReader};
+use crate::bitstream::read::{decode_lanes, decode_lanes8, decode_tail, LaneReader};
 use crate::codebook::{partial_stream_code, Codebook, KernelChoice, StreamCode};
 use crate::codebook::Fingerprint;
 use crate::crc;
@@ -32,6 +32,28 @@ fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, da
     let (mut in_at, mut l) = (0, 0);
     let mut rest_out = out;
     while l < lanes {
+        if lanes - l >= 8 {
+            // Eight lanes at once (see `decode_lanes8`).
+            let mut readers = [(); 8].map(|_| LaneReader::new(&[]));
+            let mut reach: [&[u8]; 8] = [&[]; 8];
+            let mut outs: [&mut [u8]; 8] = Default::default();
+            for g in 0..8 {
+                let len = size(l + g);
+                readers[g] = LaneReader::new(&body[in_at..in_at + len]);
+                reach[g] = &data[2 * lanes + in_at..];
+                in_at += len;
+                let (_, m) = lane_span(n, lanes, l + g);
+                let (lane_out, tail) = std::mem::take(&mut rest_out).split_at_mut(m);
+                outs[g] = lane_out;
+                rest_out = tail;
+            }
+            decode_lanes8(code, choice, reach, &mut readers, &mut outs).map_err(|()| bad())?;
+            for (g, r) in readers.iter().enumerate() {
+                check(l + g, r)?;
+            }
+            l += 8;
+            continue;
+        }
         let group = if lanes - l >= LANES { LANES } else { 1 };
         let mut readers = [(); LANES].map(|_| LaneReader::new(&[]));
         // What the lockstep loop may read of each lane: from its start to the end of the chunk.

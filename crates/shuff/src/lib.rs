@@ -72,5 +72,5 @@ pub use family::{Family, FamilyEncodeError, FamilyError};
 pub use members::FamilyOptions;
 pub mod frame;
 pub use decode::{decode, decode_into, decode_three_stage_into};
-pub use encode::{encode, encode_into, encode_three_stage, EncodeError, EncodeOptions};
+pub use encode::{cpu_lanes, encode, encode_into, encode_three_stage, EncodeError, EncodeOptions, EIGHT_LANES_MIN_BYTES};
 pub use frame::{max_frame_len, DecodeError, FrameInfo};

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use shuff::stats::{stream_histograms, Histogram};
 use shuff::{
     decode, decode_three_stage_into, encode, encode_three_stage, max_frame_len, Codebook, DType, DecodeError, EncodeOptions,
-    FrameInfo, KernelChoice, Layout, LaneKernel,
+    FrameInfo, KernelChoice, Layout, LaneKernel, EIGHT_LANES_MIN_BYTES,
 };
 
 fn opts(checksum: bool) -> EncodeOptions {
@@ -213,7 +213,7 @@ fn every_lane_count_round_trips_on_real_tensors() {
             let book = train(dtype, layout, &train_data);
             let four = encode(&book, &data, opts(false)).unwrap();
             for lanes in [1, 2, 3, 4, 5, 7, 8, 16, 31, 32, 64, 100, 255] {
-                let o = EncodeOptions { lanes, ..opts(true) };
+                let o = EncodeOptions { lanes: Some(lanes), ..opts(true) };
                 let frame = encode(&book, &data, o).unwrap();
                 let info = FrameInfo::parse(&frame).unwrap();
                 assert_eq!(info.lanes, lanes);
@@ -231,7 +231,7 @@ fn every_lane_count_round_trips_on_real_tensors() {
     }
     let book = train(DType::Bf16, Layout::Bytes, &real_bf16(0));
     for lanes in [0, 256, 1000] {
-        let o = EncodeOptions { lanes, ..opts(false) };
+        let o = EncodeOptions { lanes: Some(lanes), ..opts(false) };
         assert!(matches!(encode(&book, &test, o), Err(shuff::EncodeError::BadLaneCount(_))));
     }
 }
@@ -244,7 +244,7 @@ fn tiny_messages_with_many_lanes() {
     let test = real_bf16(4);
     for len in [2, 4, 64, 200, 1000, 5000] {
         for lanes in [1, 4, 32, 255] {
-            let frame = encode(&book, &test[..len], EncodeOptions { lanes, ..opts(true) }).unwrap();
+            let frame = encode(&book, &test[..len], EncodeOptions { lanes: Some(lanes), ..opts(true) }).unwrap();
             assert_eq!(decode(&book, &frame).unwrap(), &test[..len], "{len} bytes, {lanes} lanes");
         }
     }
@@ -281,7 +281,7 @@ proptest! {
         h.counts.copy_from_slice(&weights);
         let d = h.distribution().unwrap_or_else(shuff::stats::Distribution::uniform);
         let book = Codebook::from_distributions(dtype, layout, &vec![d; layout.stream_count(dtype)], max_len).unwrap();
-        let frame = encode(&book, data, EncodeOptions { lanes, ..opts(true) }).unwrap();
+        let frame = encode(&book, data, EncodeOptions { lanes: Some(lanes), ..opts(true) }).unwrap();
         prop_assert!(frame.len() <= bound(data.len()), "{} bytes → {}", data.len(), frame.len());
         prop_assert!(frame.len() <= max_frame_len(dtype, layout, data.len()));
         prop_assert_eq!(decode(&book, &frame).unwrap(), data);
@@ -348,7 +348,7 @@ fn every_lane_kernel_decodes_the_same_frames_alike() {
     for (book, data) in &cases {
         kernels_chosen.extend(book.streams().iter().map(|c| c.lane_kernel()));
         for lanes in [4, 8, 5, 32] {
-            let frame = encode(book, data, EncodeOptions { lanes, ..opts(true) }).unwrap();
+            let frame = encode(book, data, EncodeOptions { lanes: Some(lanes), ..opts(true) }).unwrap();
             for choice in KernelChoice::all() {
                 let mut out = vec![0u8; data.len()];
                 shuff::decode::decode_into_with(book, &frame, &mut out, choice).unwrap();
@@ -407,6 +407,27 @@ fn lanes_that_end_far_apart_decode_alike_with_every_kernel() {
             }
         }
     }
+}
+
+/// The lane count the CPU encoder picks when not told ([`cpu_lanes`]): eight for messages from
+/// [`EIGHT_LANES_MIN_BYTES`] whose codes include a stream the decoder runs eight lanes of (bf16
+/// `exponent` mantissas: one symbol a lookup, every code in the primary table), four otherwise
+/// (`bytes`: two symbols a lookup); a count given wins. Frames carry the choice and decode.
+#[test]
+fn the_default_lane_count_is_eight_only_where_the_eight_lane_loop_runs() {
+    let test = real_bf16(4);
+    let exponent = train(DType::Bf16, Layout::Exponent, &real_bf16(0));
+    let bytes = train(DType::Bf16, Layout::Bytes, &real_bf16(0));
+    assert!(exponent.streams().iter().any(|c| c.has_eight_lane_loop()));
+    assert!(!bytes.streams().iter().any(|c| c.has_eight_lane_loop()));
+    let min = EIGHT_LANES_MIN_BYTES;
+    for (book, len, want) in [(&exponent, 65536, 8), (&exponent, min, 8), (&exponent, min - 2, 4), (&exponent, 4096, 4), (&bytes, 65536, 4)] {
+        let frame = encode(book, &test[..len], opts(false)).unwrap();
+        assert_eq!(FrameInfo::parse(&frame).unwrap().lanes, want, "{} layout, {len} bytes", book.layout());
+        assert_eq!(decode(book, &frame).unwrap(), &test[..len]);
+    }
+    let four = encode(&exponent, &test[..65536], EncodeOptions { lanes: Some(4), ..opts(false) }).unwrap();
+    assert_eq!(FrameInfo::parse(&four).unwrap().lanes, 4);
 }
 
 /// Real gradients of a later step, coded by the class code and by its exponent-shift family (the

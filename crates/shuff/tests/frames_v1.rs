@@ -47,7 +47,7 @@ fn version_2_frames_of_four_lanes_carry_the_same_chunks_as_version_1() {
     for (name, class) in set.classes() {
         let v1 = std::fs::read(vectors().join(format!("{name}.shf"))).unwrap();
         let v1_info = FrameInfo::parse(&v1).unwrap();
-        let opts = shuff::EncodeOptions { checksum: v1_info.checksum.is_some(), parallel: false, ..Default::default() };
+        let opts = shuff::EncodeOptions { checksum: v1_info.checksum.is_some(), parallel: false, lanes: Some(shuff::frame::LANES) };
         let v2 = shuff::encode(&class.codebook, &input(name), opts).unwrap();
         let v2_info = FrameInfo::parse(&v2).unwrap();
         assert_eq!(v2_info.version, 2);

@@ -5,3 +5,5 @@
 
 pub(crate) mod read;
 pub(crate) mod write;
+#[cfg(target_arch = "x86_64")]
+mod x86;

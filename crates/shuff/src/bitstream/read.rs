@@ -139,7 +139,7 @@ static IDLE_INPUT: [u8; IDLE_ROUNDS * 7 + 8] = [0; IDLE_ROUNDS * 7 + 8];
 /// other lanes go on at the loop's speed (the careful path took 4–7% of all symbols at 4 KiB, at
 /// several times the cost of a loop step).
 #[inline(always)]
-fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(
+fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8, const ASM: bool>(
     code: &StreamCode,
     reach: [&[u8]; LANES],
     readers: &mut [LaneReader; LANES],
@@ -156,8 +156,13 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(
     };
     const SENTINEL: u64 = 1 << 63;
     let mut p = [0usize; LANES];
-    // Each lane starts with every bit before its first consumed: the sentinel alone, `c` = 0.
+    // Each lane starts with every bit before its first consumed: the sentinel alone, `c` = 0, or
+    // where its reader stands (after `decode_lanes8`), the sentinel that many bits lower.
     let mut b = [SENTINEL; LANES];
+    for l in 0..LANES {
+        let bit = readers[l].consumed_bits();
+        (p[l], b[l]) = (bit / 8, SENTINEL >> (bit % 8));
+    }
     let mut w = [0usize; LANES];
     let ins = reach;
     let mut idle = [false; LANES];
@@ -265,24 +270,42 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(
                 $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e as u32) };
             };
         }
-        for _ in 0..rounds {
-            refill!(p0, b0);
-            refill!(p1, b1);
-            refill!(p2, b2);
-            refill!(p3, b3);
-            for k in 0..K {
-                step!(b0, w0, k);
-                step!(b1, w1, k);
-                step!(b2, w2, k);
-                step!(b3, w3, k);
+        #[cfg(target_arch = "x86_64")]
+        let in_asm = ASM && MODE == PAIR && !CHECK && K == 4;
+        #[cfg(not(target_arch = "x86_64"))]
+        let in_asm = false;
+        if in_asm {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut state = super::x86::LaneState { p: [p0, p1, p2, p3], w: [w0, w1, w2, w3], b: [b0, b1, b2, b3] };
+                // SAFETY: `ASM` is set only by the BMI2 build, called where the CPU has BMI2 and
+                // LZCNT; `rounds` ≥ 1 rounds stay inside every lane's reach and output (see above:
+                // the same bounds as the Rust loop's, whose steps the assembly repeats).
+                unsafe { super::x86::pair_rounds(&mut state, pairs, rounds) };
+                [p0, p1, p2, p3] = state.p;
+                [w0, w1, w2, w3] = state.w;
+                [b0, b1, b2, b3] = state.b;
             }
-            if MODE == SINGLE {
-                // SAFETY: the round's K bytes were written inside the lane's output (see above).
-                unsafe {
-                    w0 = w0.add(K);
-                    w1 = w1.add(K);
-                    w2 = w2.add(K);
-                    w3 = w3.add(K);
+        } else {
+            for _ in 0..rounds {
+                refill!(p0, b0);
+                refill!(p1, b1);
+                refill!(p2, b2);
+                refill!(p3, b3);
+                for k in 0..K {
+                    step!(b0, w0, k);
+                    step!(b1, w1, k);
+                    step!(b2, w2, k);
+                    step!(b3, w3, k);
+                }
+                if MODE == SINGLE {
+                    // SAFETY: the round's K bytes were written inside the lane's output (see above).
+                    unsafe {
+                        w0 = w0.add(K);
+                        w1 = w1.add(K);
+                        w2 = w2.add(K);
+                        w3 = w3.add(K);
+                    }
                 }
             }
         }
@@ -315,7 +338,7 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8>(
 /// Picks the loop variant for `code`: its kernel, whether codes that do not resolve in one lookup
 /// can occur (the slow-path test), and `K`, the most steps 56 bits allow.
 #[inline(always)]
-fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
+fn decode_lanes_generic<const ASM: bool>(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
     let kernel = match kernel {
         LaneKernel::Quad if code.quad_table().is_none() => LaneKernel::Pair,
         k => k,
@@ -324,18 +347,18 @@ fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LA
         // A single-symbol step needs only its own code's bits to be valid (the entry is the same
         // whatever bits follow), so `K` = 56 / max_len: fewer refills, which sit on each lane's
         // critical path (mantissa bytes, 9–11-bit codes: 5–6 steps a refill instead of 4).
-        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE>(code, reach, readers, outs),
-        (LaneKernel::Pair, 0..=12, true) => decode_lanes_k::<4, false, PAIR>(code, reach, readers, outs),
-        (LaneKernel::Pair, 0..=14, _) => decode_lanes_k::<4, true, PAIR>(code, reach, readers, outs),
-        (LaneKernel::Pair, _, _) => decode_lanes_k::<3, true, PAIR>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Pair, 0..=12, true) => decode_lanes_k::<4, false, PAIR, ASM>(code, reach, readers, outs),
+        (LaneKernel::Pair, 0..=14, _) => decode_lanes_k::<4, true, PAIR, ASM>(code, reach, readers, outs),
+        (LaneKernel::Pair, _, _) => decode_lanes_k::<3, true, PAIR, ASM>(code, reach, readers, outs),
         // A quad entry never covers a 12-bit code, so the slow-path test always stays.
-        (LaneKernel::Quad, 0..=14, _) => decode_lanes_k::<4, true, QUAD>(code, reach, readers, outs),
-        (LaneKernel::Quad, _, _) => decode_lanes_k::<3, true, QUAD>(code, reach, readers, outs),
+        (LaneKernel::Quad, 0..=14, _) => decode_lanes_k::<4, true, QUAD, ASM>(code, reach, readers, outs),
+        (LaneKernel::Quad, _, _) => decode_lanes_k::<3, true, QUAD, ASM>(code, reach, readers, outs),
     }
 }
 
@@ -344,7 +367,7 @@ fn decode_lanes_generic(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LA
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2,lzcnt")]
 fn decode_lanes_bmi2(code: &StreamCode, kernel: LaneKernel, reach: [&[u8]; LANES], readers: &mut [LaneReader; LANES], outs: &mut [&mut [u8]; LANES]) -> Result<(), ()> {
-    decode_lanes_generic(code, kernel, reach, readers, outs)
+    decode_lanes_generic::<true>(code, kernel, reach, readers, outs)
 }
 
 /// Decodes four lanes of one stream with the kernel its code chose and the BMI2 build where the CPU
@@ -357,6 +380,77 @@ pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, reach: [&[u8
         // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
         return unsafe { decode_lanes_bmi2(code, kernel, reach, readers, outs) };
     }
-    decode_lanes_generic(code, kernel, reach, readers, outs)
+    decode_lanes_generic::<false>(code, kernel, reach, readers, outs)
 }
 
+/// Decodes eight lanes of one stream: where the stream's kernel is one symbol a lookup and the
+/// BMI2 build runs, the eight lanes go through [`super::x86`]'s eight-lane loop as far as every
+/// lane's reach and output allow, then every lane goes on from where it stands, four at a time,
+/// as in [`decode_lanes`].
+///
+/// Why eight: four lanes of one-symbol steps (a mask, a table load and a shift by the entry, ~7
+/// cycles a step) left the core waiting on their chains, ~44 cycles a round of 4·5 mantissa
+/// symbols; eight give it twice the independent work. The eight bit buffers fit the general
+/// registers (read positions wait in vector registers) because one-symbol steps advance every
+/// lane's output alike: the loop writes a round's symbols to one small stage, rows of eight, and
+/// [`super::x86::unstage`] moves them to the lanes every [`STAGE_ROUNDS`] rounds.
+pub(crate) fn decode_lanes8(code: &StreamCode, choice: KernelChoice, reach: [&[u8]; 8], readers: &mut [LaneReader; 8], outs: &mut [&mut [u8]; 8]) -> Result<(), ()> {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let kernel = choice.kernel.unwrap_or(code.lane_kernel());
+        let fits = kernel == LaneKernel::Single && code.single_lookup() && code.max_len() <= crate::codebook::DECODE_TABLE_BITS;
+        if fits && !choice.portable && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
+            // As many steps a refill as `decode_lanes_generic` takes for this code.
+            let k = match code.max_len() {
+                0..=9 => 6,
+                10..=11 => 5,
+                _ => 4,
+            };
+            let rounds = (0..8).map(|l| (reach[l].len().saturating_sub(8) / 7).min(outs[l].len() / k)).min().unwrap_or(0);
+            const SENTINEL: u64 = 1 << 63;
+            let mut stage = [0u8; STAGE_ROUNDS * 6 * 8];
+            let mut lanes = super::x86::Lanes8 { p: reach.map(|r| r.as_ptr()), b: [SENTINEL; 8], stage: stage.as_mut_ptr() };
+            let mut left = rounds;
+            while left > 0 {
+                let batch = left.min(STAGE_ROUNDS);
+                lanes.stage = stage.as_mut_ptr();
+                // SAFETY: the CPU has BMI2 and LZCNT (checked above). `rounds` rounds read ≤ 7
+                // bytes a round past each lane's start and 8 bytes there, inside its reach; a
+                // batch writes 8·k ≤ 48 bytes a round, ≤ STAGE_ROUNDS rounds, to the stage.
+                unsafe {
+                    match k {
+                        6 => super::x86::single8_rounds_k6(&mut lanes, code.single_table(), batch),
+                        5 => super::x86::single8_rounds_k5(&mut lanes, code.single_table(), batch),
+                        _ => super::x86::single8_rounds_k4(&mut lanes, code.single_table(), batch),
+                    }
+                }
+                super::x86::unstage(&stage[..8 * k * batch], outs, done);
+                done += k * batch;
+                left -= batch;
+            }
+            if rounds > 0 {
+                for l in 0..8 {
+                    // SAFETY: the loop moved each read position forward inside the lane's reach.
+                    let bytes = unsafe { lanes.p[l].offset_from(reach[l].as_ptr()) } as usize;
+                    readers[l] = LaneReader::at_bit(readers[l].buf, bytes * 8 + lanes.b[l].leading_zeros() as usize);
+                }
+            }
+        }
+    }
+    // The rest (or all, for other kernels and builds) four lanes at a time.
+    let [o0, o1, o2, o3, o4, o5, o6, o7] = std::mem::take(outs);
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = std::mem::replace(readers, [(); 8].map(|_| LaneReader::new(&[])));
+    let (mut low, mut high) = ([r0, r1, r2, r3], [r4, r5, r6, r7]);
+    let result = decode_lanes(code, choice, [reach[0], reach[1], reach[2], reach[3]], &mut low, &mut [&mut o0[done..], &mut o1[done..], &mut o2[done..], &mut o3[done..]])
+        .and_then(|()| decode_lanes(code, choice, [reach[4], reach[5], reach[6], reach[7]], &mut high, &mut [&mut o4[done..], &mut o5[done..], &mut o6[done..], &mut o7[done..]]));
+    let [r0, r1, r2, r3] = low;
+    let [r4, r5, r6, r7] = high;
+    *readers = [r0, r1, r2, r3, r4, r5, r6, r7];
+    result
+}
+
+/// Rounds the eight-lane loop runs between moves from its stage to the lanes: 32 rounds of ≤ 48
+/// bytes, 1.5 KiB of stage, stays in L1 beside the tables.
+#[cfg(target_arch = "x86_64")]
+const STAGE_ROUNDS: usize = 32;
