@@ -274,8 +274,10 @@ pub fn run(
                     let tables = code.decoder_tables();
                     let (hot, rest) = tables.split_first().expect("the lane loop's table");
                     let list: Vec<String> = rest.iter().map(|(n, b)| format!("{n} {}", kib(*b))).collect();
+                    // Eight lanes (frames from 16 KiB, `shuff::cpu_lanes`) write through a 1.5 KiB stage.
+                    let lanes = if code.has_eight_lane_loop() { "8 lanes from 16 KiB (through a 1.5 KiB stage), 4 below" } else { "4 lanes" };
                     eprintln!(
-                        "stream {k} decoder: {:?} kernel, lane loop reads the {} table, {} ({}); lane ends also read {}",
+                        "stream {k} decoder: {:?} kernel, {lanes}, lane loop reads the {} table, {} ({}); lane ends also read {}",
                         code.lane_kernel(),
                         hot.0,
                         kib(hot.1),

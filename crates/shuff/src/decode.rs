@@ -10,74 +10,83 @@ use crate::encode::{grown, stream_refs, SCRATCH};
 use crate::frame::{lane_span, read_u32, DecodeError, FrameInfo, StreamMode, CHUNK_BYTES, LANES, MAX_STREAMS};
 use crate::layout;
 
+/// Walks a coded stream's lanes in order, handing out groups of them: each lane's own bytes (its
+/// reader), what the lockstep loops may read of it (from its start to the end of the chunk: see
+/// `decode_lanes_k`) and its part of the output.
+struct LaneCursor<'a, 'o> {
+    /// The stream's data from its lane sizes on, to the end of the chunk.
+    data: &'a [u8],
+    lanes: usize,
+    /// Symbols in the stream.
+    n: usize,
+    /// Next lane, and where its bytes start after the lane sizes.
+    next: usize,
+    in_at: usize,
+    out: &'o mut [u8],
+}
+
+impl<'a, 'o> LaneCursor<'a, 'o> {
+    fn size(&self, l: usize) -> usize {
+        usize::from(u16::from_le_bytes([self.data[2 * l], self.data[2 * l + 1]]))
+    }
+
+    /// The next `count` (≤ `G`) lanes; unused places are empty.
+    fn take<const G: usize>(&mut self, count: usize) -> ([LaneReader<'a>; G], [&'a [u8]; G], [&'o mut [u8]; G]) {
+        let mut readers = [(); G].map(|_| LaneReader::new(&[]));
+        let mut reach: [&'a [u8]; G] = [&[]; G];
+        let mut outs: [&'o mut [u8]; G] = std::array::from_fn(|_| Default::default());
+        let at = 2 * self.lanes;
+        for g in 0..count {
+            let len = self.size(self.next);
+            readers[g] = LaneReader::new(&self.data[at + self.in_at..at + self.in_at + len]);
+            reach[g] = &self.data[at + self.in_at..];
+            self.in_at += len;
+            let (_, m) = lane_span(self.n, self.lanes, self.next);
+            let (lane_out, tail) = std::mem::take(&mut self.out).split_at_mut(m);
+            outs[g] = lane_out;
+            self.out = tail;
+            self.next += 1;
+        }
+        (readers, reach, outs)
+    }
+}
+
 /// Decodes one coded stream of `out.len()` symbols in `lanes` lanes from `data` (lane sizes, then
-/// lanes); returns the bytes consumed. Lanes go through the lockstep loop four at a time (the
-/// frame's lane count need not be a multiple of four: the rest take the careful path alone).
+/// lanes); returns the bytes consumed. Lanes go through the lockstep loops eight or four at a time
+/// (the frame's lane count need not be a multiple of four: the rest take the careful path alone).
 fn decode_coded_stream(code: &StreamCode, choice: KernelChoice, lanes: usize, data: &[u8], out: &mut [u8], stream: usize) -> Result<usize, DecodeError> {
     let sizes_bytes = data.get(..2 * lanes).ok_or(DecodeError::Truncated("lane sizes"))?;
-    let size = |l: usize| usize::from(u16::from_le_bytes([sizes_bytes[2 * l], sizes_bytes[2 * l + 1]]));
-    let total: usize = (0..lanes).map(size).sum();
-    let body = data.get(2 * lanes..2 * lanes + total).ok_or(DecodeError::Truncated("lanes"))?;
-    let n = out.len();
+    let total: usize = sizes_bytes.chunks_exact(2).map(|s| usize::from(u16::from_le_bytes([s[0], s[1]]))).sum();
+    data.get(2 * lanes..2 * lanes + total).ok_or(DecodeError::Truncated("lanes"))?;
     let bad = || DecodeError::Corrupt(format!("stream {stream}: bits that start no code"));
     // Each lane must end inside its last byte: a lane that needed bytes past its end, or left whole
     // bytes unread, was damaged.
-    let check = |l: usize, r: &LaneReader| {
-        let (used, len) = (r.consumed_bits(), r.buf.len() * 8);
-        if used > len || used + 8 <= len {
-            return Err(DecodeError::Corrupt(format!("stream {stream} lane {l}: {used} bits decoded from {len} bits of data")));
+    let check = |first: usize, readers: &[LaneReader]| {
+        for (g, r) in readers.iter().enumerate() {
+            let (used, len) = (r.consumed_bits(), r.buf.len() * 8);
+            if used > len || used + 8 <= len {
+                return Err(DecodeError::Corrupt(format!("stream {stream} lane {}: {used} bits decoded from {len} bits of data", first + g)));
+            }
         }
         Ok(())
     };
-    let (mut in_at, mut l) = (0, 0);
-    let mut rest_out = out;
-    while l < lanes {
-        if lanes - l >= 8 {
-            // Eight lanes at once (see `decode_lanes8`).
-            let mut readers = [(); 8].map(|_| LaneReader::new(&[]));
-            let mut reach: [&[u8]; 8] = [&[]; 8];
-            let mut outs: [&mut [u8]; 8] = Default::default();
-            for g in 0..8 {
-                let len = size(l + g);
-                readers[g] = LaneReader::new(&body[in_at..in_at + len]);
-                reach[g] = &data[2 * lanes + in_at..];
-                in_at += len;
-                let (_, m) = lane_span(n, lanes, l + g);
-                let (lane_out, tail) = std::mem::take(&mut rest_out).split_at_mut(m);
-                outs[g] = lane_out;
-                rest_out = tail;
-            }
+    let mut cursor = LaneCursor { data, lanes, n: out.len(), next: 0, in_at: 0, out };
+    while cursor.next < lanes {
+        let first = cursor.next;
+        if lanes - first >= 8 {
+            let (mut readers, reach, mut outs) = cursor.take::<8>(8);
             decode_lanes8(code, choice, reach, &mut readers, &mut outs).map_err(|()| bad())?;
-            for (g, r) in readers.iter().enumerate() {
-                check(l + g, r)?;
-            }
-            l += 8;
-            continue;
-        }
-        let group = if lanes - l >= LANES { LANES } else { 1 };
-        let mut readers = [(); LANES].map(|_| LaneReader::new(&[]));
-        // What the lockstep loop may read of each lane: from its start to the end of the chunk.
-        let mut reach: [&[u8]; LANES] = [&[]; LANES];
-        let mut outs: [&mut [u8]; LANES] = Default::default();
-        for g in 0..group {
-            let len = size(l + g);
-            readers[g] = LaneReader::new(&body[in_at..in_at + len]);
-            reach[g] = &data[2 * lanes + in_at..];
-            in_at += len;
-            let (_, m) = lane_span(n, lanes, l + g);
-            let (lane_out, tail) = std::mem::take(&mut rest_out).split_at_mut(m);
-            outs[g] = lane_out;
-            rest_out = tail;
-        }
-        if group == LANES {
+            check(first, &readers)?;
+        } else if lanes - first >= LANES {
+            let (mut readers, reach, mut outs) = cursor.take::<LANES>(LANES);
             decode_lanes(code, choice, reach, &mut readers, &mut outs).map_err(|()| bad())?;
+            check(first, &readers)?;
         } else {
-            decode_tail(&mut readers[0], code, outs[0]).map_err(|()| bad())?;
+            let (mut readers, _, outs) = cursor.take::<1>(1);
+            let [out] = outs;
+            decode_tail(&mut readers[0], code, out).map_err(|()| bad())?;
+            check(first, &readers)?;
         }
-        for (g, r) in readers.iter().enumerate().take(group) {
-            check(l + g, r)?;
-        }
-        l += group;
     }
     Ok(2 * lanes + total)
 }
