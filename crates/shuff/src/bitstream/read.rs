@@ -395,6 +395,8 @@ pub(crate) fn decode_lanes(code: &StreamCode, choice: KernelChoice, reach: [&[u8
 /// lane's output alike: the loop writes a round's symbols to one small stage, rows of eight, and
 /// [`super::x86::unstage`] moves them to the lanes every [`STAGE_ROUNDS`] rounds.
 pub(crate) fn decode_lanes8(code: &StreamCode, choice: KernelChoice, reach: [&[u8]; 8], readers: &mut [LaneReader; 8], outs: &mut [&mut [u8]; 8]) -> Result<(), ()> {
+    // Symbols of every lane the eight-lane loop decoded (none without it).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
