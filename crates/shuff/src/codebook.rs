@@ -513,10 +513,10 @@ impl StreamCode {
     }
 
     /// Whether the CPU decoder runs eight lanes of this stream in lockstep: its kernel is one
-    /// symbol a lookup and every code resolves in the primary table (no slow path), which is
-    /// what the eight-lane loop needs (see `encode::cpu_lanes`).
+    /// symbol a lookup and every code resolves in the primary table ([`Self::single_lookup`]: no
+    /// slow path), which is what the eight-lane loop needs (see `encode::cpu_lanes`).
     pub fn has_eight_lane_loop(&self) -> bool {
-        self.kernel == LaneKernel::Single && self.single_lookup && self.max_len <= DECODE_TABLE_BITS
+        self.kernel == LaneKernel::Single && self.single_lookup
     }
 
     /// Decodes the code at the low bits of `bits` (LSB-first) whatever its length — the slow path

@@ -270,11 +270,7 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8, const ASM: 
                 $bits = if CHECK { $bits >> used } else { $bits.wrapping_shr(e as u32) };
             };
         }
-        #[cfg(target_arch = "x86_64")]
-        let in_asm = ASM && MODE == PAIR && !CHECK && K == 4;
-        #[cfg(not(target_arch = "x86_64"))]
-        let in_asm = false;
-        if in_asm {
+        if cfg!(target_arch = "x86_64") && ASM && MODE == PAIR && !CHECK && K == 4 {
             #[cfg(target_arch = "x86_64")]
             {
                 let mut state = super::x86::LaneState { p: [p0, p1, p2, p3], w: [w0, w1, w2, w3], b: [b0, b1, b2, b3] };
@@ -309,19 +305,16 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8, const ASM: 
                 }
             }
         }
-        // SAFETY: both pointers of each pair point into (or one past) the same lane buffer (an idle
-        // lane's point into `IDLE_INPUT` and `sink` and are not kept).
-        unsafe {
-            for (l, (&pl, &wl)) in [p0, p1, p2, p3].iter().zip(&[w0, w1, w2, w3]).enumerate() {
-                if !idle[l] {
-                    p[l] = pl.offset_from(ins[l].as_ptr()) as usize;
-                    w[l] = wl.offset_from(outs[l].as_ptr()) as usize;
-                }
-            }
-        }
-        for (l, bl) in [b0, b1, b2, b3].into_iter().enumerate() {
+        // An idle lane's pointers point into `IDLE_INPUT` and `sink`: its state is not kept.
+        let (ps, ws, bs) = ([p0, p1, p2, p3], [w0, w1, w2, w3], [b0, b1, b2, b3]);
+        for l in 0..LANES {
             if !idle[l] {
-                b[l] = bl;
+                // SAFETY: both pointers of each pair point into (or one past) the same lane buffer.
+                unsafe {
+                    p[l] = ps[l].offset_from(ins[l].as_ptr()) as usize;
+                    w[l] = ws[l].offset_from(outs[l].as_ptr()) as usize;
+                }
+                b[l] = bs[l];
             }
         }
         if bad {
@@ -335,6 +328,18 @@ fn decode_lanes_k<const K: usize, const CHECK: bool, const MODE: u8, const ASM: 
     Ok(())
 }
 
+/// One-symbol steps a refill for a code whose codes all resolve in the primary table (longest
+/// `max_len` ≤ 12 bits): a one-symbol step needs only its own code's bits to be valid (the entry is
+/// the same whatever bits follow), so `K` = 56 / max_len — fewer refills, which sit on each lane's
+/// critical path (mantissa bytes, 9–11-bit codes: 5–6 steps a refill instead of 4).
+const fn single_steps(max_len: u32) -> usize {
+    match max_len {
+        0..=9 => 6,
+        10..=11 => 5,
+        _ => 4,
+    }
+}
+
 /// Picks the loop variant for `code`: its kernel, whether codes that do not resolve in one lookup
 /// can occur (the slow-path test), and `K`, the most steps 56 bits allow.
 #[inline(always)]
@@ -344,12 +349,11 @@ fn decode_lanes_generic<const ASM: bool>(code: &StreamCode, kernel: LaneKernel, 
         k => k,
     };
     match (kernel, code.max_len(), code.single_lookup()) {
-        // A single-symbol step needs only its own code's bits to be valid (the entry is the same
-        // whatever bits follow), so `K` = 56 / max_len: fewer refills, which sit on each lane's
-        // critical path (mantissa bytes, 9–11-bit codes: 5–6 steps a refill instead of 4).
-        (LaneKernel::Single, 0..=9, true) => decode_lanes_k::<6, false, SINGLE, ASM>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=11, true) => decode_lanes_k::<5, false, SINGLE, ASM>(code, reach, readers, outs),
-        (LaneKernel::Single, 0..=12, true) => decode_lanes_k::<4, false, SINGLE, ASM>(code, reach, readers, outs),
+        (LaneKernel::Single, max_len, true) => match single_steps(max_len) {
+            6 => decode_lanes_k::<6, false, SINGLE, ASM>(code, reach, readers, outs),
+            5 => decode_lanes_k::<5, false, SINGLE, ASM>(code, reach, readers, outs),
+            _ => decode_lanes_k::<4, false, SINGLE, ASM>(code, reach, readers, outs),
+        },
         (LaneKernel::Single, 0..=11, _) => decode_lanes_k::<5, true, SINGLE, ASM>(code, reach, readers, outs),
         (LaneKernel::Single, 0..=14, _) => decode_lanes_k::<4, true, SINGLE, ASM>(code, reach, readers, outs),
         (LaneKernel::Single, _, _) => decode_lanes_k::<3, true, SINGLE, ASM>(code, reach, readers, outs),
@@ -401,14 +405,9 @@ pub(crate) fn decode_lanes8(code: &StreamCode, choice: KernelChoice, reach: [&[u
     #[cfg(target_arch = "x86_64")]
     {
         let kernel = choice.kernel.unwrap_or(code.lane_kernel());
-        let fits = kernel == LaneKernel::Single && code.single_lookup() && code.max_len() <= crate::codebook::DECODE_TABLE_BITS;
+        let fits = kernel == LaneKernel::Single && code.single_lookup();
         if fits && !choice.portable && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
-            // As many steps a refill as `decode_lanes_generic` takes for this code.
-            let k = match code.max_len() {
-                0..=9 => 6,
-                10..=11 => 5,
-                _ => 4,
-            };
+            let k = single_steps(code.max_len());
             let rounds = (0..8).map(|l| (reach[l].len().saturating_sub(8) / 7).min(outs[l].len() / k)).min().unwrap_or(0);
             const SENTINEL: u64 = 1 << 63;
             let mut stage = [0u8; STAGE_ROUNDS * 6 * 8];
@@ -441,15 +440,15 @@ pub(crate) fn decode_lanes8(code: &StreamCode, choice: KernelChoice, reach: [&[u
         }
     }
     // The rest (or all, for other kernels and builds) four lanes at a time.
-    let [o0, o1, o2, o3, o4, o5, o6, o7] = std::mem::take(outs);
-    let [r0, r1, r2, r3, r4, r5, r6, r7] = std::mem::replace(readers, [(); 8].map(|_| LaneReader::new(&[])));
-    let (mut low, mut high) = ([r0, r1, r2, r3], [r4, r5, r6, r7]);
-    let result = decode_lanes(code, choice, [reach[0], reach[1], reach[2], reach[3]], &mut low, &mut [&mut o0[done..], &mut o1[done..], &mut o2[done..], &mut o3[done..]])
-        .and_then(|()| decode_lanes(code, choice, [reach[4], reach[5], reach[6], reach[7]], &mut high, &mut [&mut o4[done..], &mut o5[done..], &mut o6[done..], &mut o7[done..]]));
-    let [r0, r1, r2, r3] = low;
-    let [r4, r5, r6, r7] = high;
-    *readers = [r0, r1, r2, r3, r4, r5, r6, r7];
-    result
+    fn four<T>(lanes: &mut [T]) -> &mut [T; LANES] {
+        lanes.try_into().expect("four lanes")
+    }
+    let mut rest = std::mem::take(outs).map(|o| &mut o[done..]);
+    for half in [0..LANES, LANES..2 * LANES] {
+        let reach = reach[half.clone()].try_into().expect("four lanes");
+        decode_lanes(code, choice, reach, four(&mut readers[half.clone()]), four(&mut rest[half]))?;
+    }
+    Ok(())
 }
 
 /// Rounds the eight-lane loop runs between moves from its stage to the lanes: 32 rounds of ≤ 48

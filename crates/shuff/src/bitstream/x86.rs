@@ -42,6 +42,14 @@ macro_rules! refill {
     };
 }
 
+/// The end of a round: the round counter, kept in xmm1 (every general register holds lane state),
+/// counts down, and the loop goes back to label 2 until it reaches 0. Temporary: rax.
+macro_rules! next_round {
+    () => {
+        concat!("movq rax, xmm1\n", "dec rax\n", "movq xmm1, rax\n", "jnz 2b\n")
+    };
+}
+
 /// One two-symbol step of one lane (`b` its bit buffer, `b32` the same register's low half, `w`
 /// its output position), as `step!` with `MODE == PAIR`: the entry's low byte is the bits it
 /// uses (the shift takes its count from the low 6 bits), the next byte the symbols it decodes
@@ -110,10 +118,7 @@ pub(crate) unsafe fn pair_rounds(state: &mut LaneState, pairs: &[PairEntry; 1 <<
             steps!(),
             steps!(),
             steps!(),
-            "movq rax, xmm1",
-            "dec rax",
-            "movq xmm1, rax",
-            "jnz 2b",
+            next_round!(),
             "movq rax, xmm0",
             "mov qword ptr [rax], r12",
             "mov qword ptr [rax + 8], r13",
@@ -272,10 +277,7 @@ macro_rules! single8 {
                     refill8!("r15", "xmm11"),
                     $(steps8!($step),)*
                     concat!("add rdi, 8*", $k),
-                    "movq rax, xmm1",
-                    "dec rax",
-                    "movq xmm1, rax",
-                    "jnz 2b",
+                    next_round!(),
                     "movq rax, xmm0",
                     "movq qword ptr [rax], xmm4",
                     "movq qword ptr [rax + 8], xmm5",
