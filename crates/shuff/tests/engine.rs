@@ -329,6 +329,31 @@ fn long_codes_round_trip_through_the_slow_paths() {
     }
 }
 
+/// Every lane loop and build (`KernelChoice::all`) decodes `frame` to `data`.
+fn every_kernel_decodes(book: &Codebook, frame: &[u8], data: &[u8], case: &str) {
+    for choice in KernelChoice::all() {
+        let mut out = vec![0u8; data.len()];
+        shuff::decode::decode_into_with(book, frame, &mut out, choice).unwrap();
+        assert!(out == data, "{case} {choice:?}");
+    }
+}
+
+/// Flips one byte (`^ xor`) in each of `places` places of the chunk area, `stride` apart modulo
+/// its length: every lane loop and build refuses the damaged frame or decodes it to `data`.
+fn damage_is_refused_or_harmless(book: &Codebook, frame: &[u8], data: &[u8], places: usize, stride: usize, xor: u8) {
+    for i in 0..places {
+        let mut bad = frame.to_vec();
+        let at = 32 + (i * stride) % (bad.len() - 32);
+        bad[at] ^= xor;
+        for choice in KernelChoice::all() {
+            let mut out = vec![0u8; data.len()];
+            if shuff::decode::decode_into_with(book, &bad, &mut out, choice).is_ok() {
+                assert!(out == data, "damage at {at} decoded to other bytes with {choice:?}");
+            }
+        }
+    }
+}
+
 /// Every lane loop (single-, pair- and quad-symbol lookups; BMI2 and portable builds) decodes the
 /// same frames to the same bytes, whichever kernel each stream's code would choose: real tensors in
 /// every layout, a code of long (14–16-bit) codes, lane counts that leave lanes to the careful path,
@@ -349,23 +374,9 @@ fn every_lane_kernel_decodes_the_same_frames_alike() {
         kernels_chosen.extend(book.streams().iter().map(|c| c.lane_kernel()));
         for lanes in [4, 8, 5, 32] {
             let frame = encode(book, data, EncodeOptions { lanes: Some(lanes), ..opts(true) }).unwrap();
-            for choice in KernelChoice::all() {
-                let mut out = vec![0u8; data.len()];
-                shuff::decode::decode_into_with(book, &frame, &mut out, choice).unwrap();
-                assert!(out == *data, "{} with {lanes} lanes, {choice:?}", book.layout());
-            }
+            every_kernel_decodes(book, &frame, data, &format!("{} with {lanes} lanes", book.layout()));
             // Damage: flip one byte in each of 40 places of the chunk area.
-            for i in 0..40 {
-                let mut bad = frame.clone();
-                let at = 32 + (i * 7919) % (bad.len() - 32);
-                bad[at] ^= 0x5a;
-                for choice in KernelChoice::all() {
-                    let mut out = vec![0u8; data.len()];
-                    if shuff::decode::decode_into_with(book, &bad, &mut out, choice).is_ok() {
-                        assert!(out == *data, "damage at {at} decoded to other bytes with {choice:?}");
-                    }
-                }
-            }
+            damage_is_refused_or_harmless(book, &frame, data, 40, 7919, 0x5a);
         }
     }
     // The cases exercise every kernel as its code's own choice too.
@@ -390,22 +401,8 @@ fn lanes_that_end_far_apart_decode_alike_with_every_kernel() {
     one_long[3 * quarter..].copy_from_slice(&test[3 * quarter..]);
     for data in [one_short, one_long] {
         let frame = encode(&book, &data, opts(true)).unwrap();
-        for choice in KernelChoice::all() {
-            let mut out = vec![0u8; data.len()];
-            shuff::decode::decode_into_with(&book, &frame, &mut out, choice).unwrap();
-            assert!(out == data, "{choice:?}");
-        }
-        for i in 0..60 {
-            let mut bad = frame.clone();
-            let at = 32 + (i * 104_729) % (bad.len() - 32);
-            bad[at] ^= 0x21;
-            for choice in KernelChoice::all() {
-                let mut out = vec![0u8; data.len()];
-                if shuff::decode::decode_into_with(&book, &bad, &mut out, choice).is_ok() {
-                    assert!(out == data, "damage at {at} decoded to other bytes with {choice:?}");
-                }
-            }
-        }
+        every_kernel_decodes(&book, &frame, &data, "");
+        damage_is_refused_or_harmless(&book, &frame, &data, 60, 104_729, 0x21);
     }
 }
 
